@@ -1,0 +1,1 @@
+"""Backcast: trading-strategy backtests as jobs on gRPC and PostgreSQL."""
