@@ -98,9 +98,7 @@ class JobAlreadyFinished(FailedPrecondition):
     reason = "BACKTEST_ALREADY_FINISHED"
 
     def __init__(self, job_id: int, state: str, action: str) -> None:
-        super().__init__(
-            f"backtest {job_id} already {state.lower()}; {action}"
-        )
+        super().__init__(f"backtest {job_id} already {state.lower()}; {action}")
         self.job_id = job_id
         self.state = state
 

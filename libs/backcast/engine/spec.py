@@ -135,11 +135,16 @@ class BacktestSpec:
 
     @property
     def n_candles(self) -> int:
-        return int((self.end_at - self.start_at).total_seconds()) // self.interval.seconds
+        return (
+            int((self.end_at - self.start_at).total_seconds()) // self.interval.seconds
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "strategy": {"name": self.strategy.name, "params": dict(self.strategy.params)},
+            "strategy": {
+                "name": self.strategy.name,
+                "params": dict(self.strategy.params),
+            },
             "instrument": self.instrument,
             "interval": self.interval.value,
             "start_at": self.start_at.isoformat(),
@@ -180,7 +185,9 @@ def resolve_params(
     info = STRATEGIES.get(name)
     if info is None:
         known = ", ".join(sorted(STRATEGIES))
-        return {}, [FieldViolation(path, f'strategy "{name}" not found; use one of {known}')]
+        return {}, [
+            FieldViolation(path, f'strategy "{name}" not found; use one of {known}')
+        ]
 
     violations = [
         FieldViolation(f"{path}.{key}", f'unknown parameter "{key}" of {name}')
@@ -290,7 +297,9 @@ def _check_costs(costs: Costs, path: str) -> list[FieldViolation]:
     violations = []
     if not (math.isfinite(costs.commission) and 0 <= costs.commission < 0.1):
         violations.append(
-            FieldViolation(f"{path}.commission", f"{costs.commission} is outside [0, 0.1)")
+            FieldViolation(
+                f"{path}.commission", f"{costs.commission} is outside [0, 0.1)"
+            )
         )
     if not (math.isfinite(costs.slippage_bps) and 0 <= costs.slippage_bps < 1000):
         violations.append(

@@ -68,9 +68,7 @@ class ServiceHost:
         await self.server.stop(grace_seconds)
 
 
-async def start_server(
-    bindings: Sequence[ServiceBinding], address: str
-) -> ServiceHost:
+async def start_server(bindings: Sequence[ServiceBinding], address: str) -> ServiceHost:
     """Start serving `bindings` plus health and reflection on `address`
     (`host:port`; port 0 picks a free one)."""
     server = grpc.aio.server(

@@ -66,7 +66,9 @@ def spec_from_proto(message: spec_pb2.BacktestSpec, path: str = "spec") -> Backt
     if interval is None:
         names = ", ".join(spec_pb2.CandleInterval.Name(c) for c in _INTERVALS)
         violations.append(
-            FieldViolation(f"{path}.interval", f"{message.interval} is not one of {names}")
+            FieldViolation(
+                f"{path}.interval", f"{message.interval} is not one of {names}"
+            )
         )
     start_at = _time_from_proto(message, "start_time", path, violations)
     end_at = _time_from_proto(message, "end_time", path, violations)
@@ -270,6 +272,7 @@ def result_from_proto(message: result_pb2.BacktestResult) -> BacktestResult:
         for t in message.trades
     )
     curve = tuple(
-        EquityPoint(p.time.ToDatetime(tzinfo=UTC), p.equity) for p in message.equity_curve
+        EquityPoint(p.time.ToDatetime(tzinfo=UTC), p.equity)
+        for p in message.equity_curve
     )
     return BacktestResult(metrics, trades, curve)
