@@ -1,0 +1,1 @@
+"""The API gateway: serves the public BacktestService on the job store."""

@@ -242,22 +242,31 @@ def _check_cross_params(
 
 def validate_spec(spec: BacktestSpec, path: str = "spec") -> list[FieldViolation]:
     """Every problem of a spec whose strategy params are already resolved."""
+    return [
+        *check_market(spec.instrument, spec.costs, spec.initial_cash, path),
+        *_check_period(spec, path),
+    ]
+
+
+def check_market(
+    instrument: str, costs: Costs, initial_cash: float, path: str = "spec"
+) -> list[FieldViolation]:
+    """Problems of the instrument, costs and cash, which need no other field."""
     violations: list[FieldViolation] = []
-    if not INSTRUMENT_PATTERN.match(spec.instrument):
+    if not INSTRUMENT_PATTERN.match(instrument):
         violations.append(
             FieldViolation(
                 f"{path}.instrument",
-                f'"{spec.instrument[:40]}" is not a symbol: 1 to 32 characters of '
+                f'"{instrument[:40]}" is not a symbol: 1 to 32 characters of '
                 "A-Z, 0-9, '.', '-', '_' or '/', starting with a letter or digit",
             )
         )
-    violations += _check_period(spec, path)
-    violations += _check_costs(spec.costs, f"{path}.costs")
-    cash = spec.initial_cash
-    if not (math.isfinite(cash) and 0 < cash <= MAX_INITIAL_CASH):
+    violations += _check_costs(costs, f"{path}.costs")
+    if not (math.isfinite(initial_cash) and 0 < initial_cash <= MAX_INITIAL_CASH):
         violations.append(
             FieldViolation(
-                f"{path}.initial_cash", f"{cash} is outside (0, {MAX_INITIAL_CASH:g}]"
+                f"{path}.initial_cash",
+                f"{initial_cash} is outside (0, {MAX_INITIAL_CASH:g}]",
             )
         )
     return violations

@@ -20,6 +20,7 @@ from backcast.engine.spec import (
     Costs,
     Interval,
     StrategySpec,
+    check_market,
     resolve_params,
     validate_spec,
 )
@@ -72,7 +73,10 @@ def spec_from_proto(message: spec_pb2.BacktestSpec, path: str = "spec") -> Backt
         )
     start_at = _time_from_proto(message, "start_time", path, violations)
     end_at = _time_from_proto(message, "end_time", path, violations)
+    costs = Costs(message.costs.commission, message.costs.slippage_bps)
+    cash = message.initial_cash or DEFAULT_INITIAL_CASH
     if strategy is None or interval is None or start_at is None or end_at is None:
+        violations += check_market(message.instrument, costs, cash, path)
         raise InvalidArgument(violations)
 
     spec = BacktestSpec(
@@ -81,8 +85,8 @@ def spec_from_proto(message: spec_pb2.BacktestSpec, path: str = "spec") -> Backt
         interval=interval,
         start_at=start_at,
         end_at=end_at,
-        costs=Costs(message.costs.commission, message.costs.slippage_bps),
-        initial_cash=message.initial_cash or DEFAULT_INITIAL_CASH,
+        costs=costs,
+        initial_cash=cash,
     )
     violations += validate_spec(spec, path)
     if violations:
