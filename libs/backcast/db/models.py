@@ -1,0 +1,113 @@
+"""SQLAlchemy models of the job tables, the schema the migrations build.
+
+The job store speaks plain SQL (`backcast.jobqueue.statements`); these models
+describe the same tables for Alembic's autogenerate checks and for tools
+that read them, so keep them in step with `migrations/versions`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Double,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+JOB_STATES = ("queued", "running", "cancelling", "succeeded", "failed", "cancelled")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class JobRow(Base):
+    """One backtest job: its request, its place in the queue and its lease."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    owner: Mapped[str] = mapped_column(Text)
+    request_id: Mapped[str | None] = mapped_column(Text)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    priority: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    state: Mapped[str] = mapped_column(Text, server_default=text("'queued'"))
+    attempt: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    lease_holder: Mapped[str | None] = mapped_column(Text)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    fencing_token: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    run_after: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    progress: Mapped[float] = mapped_column(Double, server_default=text("0"))
+    error_reason: Mapped[str | None] = mapped_column(Text)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        # NULL request ids never conflict: Postgres treats NULLs as distinct.
+        UniqueConstraint("owner", "request_id", name="jobs_owner_request_id_key"),
+        CheckConstraint(
+            "state IN ('queued', 'running', 'cancelling', 'succeeded', 'failed', "
+            "'cancelled')",
+            name="jobs_state_check",
+        ),
+        CheckConstraint("max_attempts >= 1", name="jobs_max_attempts_check"),
+        CheckConstraint("attempt >= 0", name="jobs_attempt_check"),
+        CheckConstraint("progress BETWEEN 0 AND 1", name="jobs_progress_check"),
+        CheckConstraint(
+            "state NOT IN ('running', 'cancelling') OR lease_expires_at IS NOT NULL",
+            name="jobs_lease_check",
+        ),
+        # Only queued rows are indexed, so the claim query stays as cheap with
+        # millions of finished jobs as with none.
+        Index(
+            "jobs_queued_idx",
+            text("priority DESC"),
+            "id",
+            postgresql_where=text("state = 'queued'"),
+        ),
+        Index(
+            "jobs_leased_idx",
+            "lease_expires_at",
+            postgresql_where=text("state IN ('running', 'cancelling')"),
+        ),
+        Index("jobs_owner_idx", "owner", text("id DESC")),
+    )
+
+
+class ResultRow(Base):
+    """The output of a succeeded job, stored apart so job reads stay small."""
+
+    __tablename__ = "results"
+
+    job_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    trades: Mapped[list[Any]] = mapped_column(JSONB)
+    equity_curve: Mapped[list[Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
