@@ -1,0 +1,139 @@
+"""One backtest from spec to result: candles, signals, fills, metrics.
+
+The execution model is in `backcast.engine.simulation`, the conventions of
+the figures in `backcast.engine.metrics`. Equity points are stamped with the
+close time of their candle (open time + interval); trades with the open
+times of their fill candles.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from backcast import marketdata
+from backcast.engine.candles import Candles
+from backcast.engine.downsample import downsample_indices
+from backcast.engine.metrics import compute_metrics
+from backcast.engine.results import BacktestResult, EquityPoint, Metrics, Trade
+from backcast.engine.simulation import ClosedTrade, Simulation, simulate
+from backcast.engine.spec import BacktestSpec, resolve_params, validate_spec
+from backcast.engine.strategies import SIGNALS, Params
+from backcast.errors import BacktestFailed
+
+Progress = Callable[[float], None]
+
+
+def run_backtest(
+    spec: BacktestSpec, *, progress: Progress | None = None
+) -> BacktestResult:
+    """Load the spec's candles and backtest them; BacktestFailed on failure.
+
+    `progress(fraction)` is called after loading, after the signals, after
+    the simulation and with 1.0 at the end.
+    """
+    violations = validate_spec(spec)
+    if violations:
+        first = violations[0]
+        raise BacktestFailed(f"{first.field}: {first.description}", retryable=False)
+    candles = marketdata.load_candles(spec)
+    report = progress or _ignore
+    report(0.25)
+    return run_on_candles(spec, candles, progress=report)
+
+
+def run_on_candles(
+    spec: BacktestSpec, candles: Candles, *, progress: Progress | None = None
+) -> BacktestResult:
+    """Backtest `candles` with the spec's strategy, costs and initial cash."""
+    report = progress or _ignore
+    params = _resolved_params(spec)
+    signal_function = SIGNALS.get(spec.strategy.name)
+    if signal_function is None:
+        raise BacktestFailed(
+            f"strategy {spec.strategy.name} is not implemented by this engine",
+            retryable=False,
+        )
+    signals = signal_function(candles, params)
+    n = len(candles)
+    if signals.first_decision + 1 >= n:
+        raise BacktestFailed(
+            f"strategy {spec.strategy.name} needs at least "
+            f"{signals.first_decision + 2} candles (its warm-up and one to trade "
+            f"on); the period holds {n} {spec.interval.value} candles",
+            retryable=False,
+        )
+    report(0.5)
+    simulation = simulate(candles, signals.target, spec.costs, spec.initial_cash)
+    report(0.75)
+    metrics = compute_metrics(
+        simulation,
+        candles,
+        interval_seconds=spec.interval.seconds,
+        initial_cash=spec.initial_cash,
+        first_decision=signals.first_decision,
+    )
+    _check_finite(metrics)
+    result = BacktestResult(
+        metrics=metrics,
+        trades=tuple(_trade(trade, candles) for trade in simulation.trades),
+        equity_curve=_equity_curve(simulation, candles, spec.interval.seconds),
+    )
+    report(1.0)
+    return result
+
+
+def _resolved_params(spec: BacktestSpec) -> Params:
+    name = spec.strategy.name
+    params, violations = resolve_params(
+        name, spec.strategy.params, f"spec.strategy.{name}"
+    )
+    if violations:
+        first = violations[0]
+        raise BacktestFailed(f"{first.field}: {first.description}", retryable=False)
+    return params
+
+
+def _trade(trade: ClosedTrade, candles: Candles) -> Trade:
+    return Trade(
+        entry_at=_utc(int(candles.times[trade.entry_index])),
+        exit_at=_utc(int(candles.times[trade.exit_index])),
+        entry_price=trade.entry_price,
+        exit_price=trade.exit_price,
+        units=trade.units,
+        pnl=trade.pnl,
+        return_fraction=trade.return_fraction,
+    )
+
+
+def _equity_curve(
+    simulation: Simulation, candles: Candles, interval_seconds: int
+) -> tuple[EquityPoint, ...]:
+    kept = downsample_indices(simulation.equity)
+    closes = (candles.times[kept] + interval_seconds).tolist()
+    values = simulation.equity[kept].tolist()
+    return tuple(
+        EquityPoint(at=_utc(at), equity=value)
+        for at, value in zip(closes, values, strict=True)
+    )
+
+
+def _check_finite(metrics: Metrics) -> None:
+    # Every figure is defined to stay finite; a NaN here is a bug to report,
+    # not a number to store.
+    for name, value in metrics.to_dict().items():
+        if not math.isfinite(value):
+            raise BacktestFailed(
+                f"metric {name} came out as {value}; the engine could not "
+                "evaluate this backtest",
+                retryable=False,
+            )
+
+
+def _utc(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def _ignore(fraction: float) -> None:
+    """Progress sink for callers that do not follow progress."""

@@ -1,0 +1,52 @@
+"""load_candles serves synthetic instruments and refuses every other one."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from backcast.engine.spec import BacktestSpec, Costs, Interval, StrategySpec
+from backcast.errors import BacktestFailed
+from backcast.marketdata import load_candles
+
+START = datetime(2024, 6, 1, tzinfo=UTC)
+
+
+def spec_for(instrument: str, interval: Interval = Interval.ONE_HOUR) -> BacktestSpec:
+    return BacktestSpec(
+        strategy=StrategySpec("buy_and_hold", {}),
+        instrument=instrument,
+        interval=interval,
+        start_at=START,
+        end_at=START + timedelta(days=10),
+        costs=Costs(),
+    )
+
+
+def test_synthetic_instrument_gets_every_candle_of_its_period() -> None:
+    spec = spec_for("SYN-ETHUSD")
+
+    candles = load_candles(spec)
+
+    assert len(candles) == spec.n_candles == 240
+    assert candles.times[0] == int(START.timestamp())
+    np.testing.assert_array_equal(np.diff(candles.times), 3_600)
+
+
+def test_same_spec_loads_the_same_candles() -> None:
+    first, second = load_candles(spec_for("SYN-X")), load_candles(spec_for("SYN-X"))
+
+    np.testing.assert_array_equal(first.close, second.close)
+
+
+def test_other_instruments_fail_without_retry() -> None:
+    with pytest.raises(BacktestFailed) as failure:
+        load_candles(spec_for("BTCUSD"))
+
+    assert failure.value.retryable is False
+    assert failure.value.message == (
+        'no market data for instrument "BTCUSD"; only synthetic SYN-* instruments '
+        "are available until candle import exists"
+    )
