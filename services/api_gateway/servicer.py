@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any, TypeAlias
 
 import grpc
+
 from backcast.engine.results import BacktestResult
 from backcast.errors import FieldViolation, InvalidArgument
 from backcast.gateway import validation

@@ -18,11 +18,12 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import psycopg
+from psycopg import sql
+
 from backcast.errors import Unavailable
 from backcast.jobqueue.jobs import Job
 from backcast.jobqueue.store import JOB_EVENTS_CHANNEL, JobStore
 from backcast.telemetry import EVENT, JOB_ID
-from psycopg import sql
 
 logger = logging.getLogger(__name__)
 

@@ -9,6 +9,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
+from psycopg import sql
+
 from backcast.errors import (
     DatabaseUnavailable,
     JobAlreadyFinished,
@@ -24,7 +26,6 @@ from backcast.jobqueue.store import (
     JOBS_QUEUED_CHANNEL,
     JobStore,
 )
-from psycopg import sql
 
 Connection = psycopg.AsyncConnection[tuple[Any, ...]]
 

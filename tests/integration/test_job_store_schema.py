@@ -6,10 +6,11 @@ import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from backcast.db import migrate, sqlalchemy_url
-from backcast.db.models import Base
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
+
+from backcast.db import migrate, sqlalchemy_url
+from backcast.db.models import Base
 
 
 def test_models_match_the_migrated_schema(database_url: str) -> None:

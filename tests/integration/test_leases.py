@@ -8,6 +8,7 @@ from typing import Any
 
 import psycopg
 import pytest
+
 from backcast.errors import LeaseLost
 from backcast.jobqueue import HeldLease, JobState, Lease
 from backcast.jobqueue.store import JobStore

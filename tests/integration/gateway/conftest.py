@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from backcast.jobqueue.store import JobStore
 from gateway_support import Gateway, start_test_gateway, stop_test_gateway
+
+from backcast.jobqueue.store import JobStore
 
 
 @pytest.fixture

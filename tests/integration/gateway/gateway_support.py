@@ -8,13 +8,14 @@ from datetime import UTC, datetime
 
 import grpc
 import psycopg
+from google.protobuf import timestamp_pb2
+
 from backcast.engine.results import BacktestResult, EquityPoint, Metrics, Trade
 from backcast.gateway.server import start_gateway, stop_gateway
 from backcast.gateway.watch import JobEvents
 from backcast.jobqueue.store import JobStore
 from backcast.rpc.server import CLIENT_OPTIONS, ServiceHost
 from backcast.v1 import backtest_service_pb2_grpc, spec_pb2
-from google.protobuf import timestamp_pb2
 
 TEST_PAGE_TOKEN_KEY = b"integration-test-page-token-key"
 WATCH_POLL_SECONDS = 2.0

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from gateway_support import Gateway, as_owner, crossover_spec, sample_result
+
 from backcast.jobqueue.store import JobStore
 from backcast.v1 import backtest_service_pb2 as api
-from gateway_support import Gateway, as_owner, crossover_spec, sample_result
 
 ALICE = as_owner("alice")
 

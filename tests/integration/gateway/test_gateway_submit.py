@@ -8,11 +8,12 @@ from collections.abc import Callable
 
 import grpc
 import pytest
-from backcast.v1 import backtest_service_pb2 as api
-from backcast.v1 import spec_pb2
 from gateway_support import Gateway, as_owner, count_jobs, crossover_spec, timestamp
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+
+from backcast.v1 import backtest_service_pb2 as api
+from backcast.v1 import spec_pb2
 
 
 def error_details(error: grpc.aio.AioRpcError) -> tuple[str, list[str]]:

@@ -7,10 +7,6 @@ import asyncio
 import grpc
 import psycopg
 import pytest
-from backcast.gateway.watch import APPLICATION_NAME
-from backcast.jobqueue.jobs import HeldLease
-from backcast.jobqueue.store import JobStore
-from backcast.v1 import backtest_service_pb2 as api
 from gateway_support import (
     Gateway,
     as_owner,
@@ -18,6 +14,11 @@ from gateway_support import (
     sample_result,
     start_test_gateway,
 )
+
+from backcast.gateway.watch import APPLICATION_NAME
+from backcast.jobqueue.jobs import HeldLease
+from backcast.jobqueue.store import JobStore
+from backcast.v1 import backtest_service_pb2 as api
 
 ALICE = as_owner("alice")
 # Well under the 2 s safety-net poll: these changes must arrive by NOTIFY.

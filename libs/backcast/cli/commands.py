@@ -1,0 +1,361 @@
+"""What each `backcast` command does, once its flags are parsed."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from types import FrameType
+
+import grpc
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from grpc_health.v1 import health_pb2
+
+from backcast.cli import views
+from backcast.cli.client import (
+    EXIT_FAILED,
+    EXIT_UNAVAILABLE,
+    GatewayClient,
+    check_health,
+    exit_code_for,
+    new_request_id,
+)
+from backcast.cli.demo import run_demo
+from backcast.cli.platform import Platform, PlatformOptions
+from backcast.config import database_url, redact_url, require_database_url
+from backcast.engine.spec import (
+    BacktestSpec,
+    Costs,
+    Interval,
+    StrategySpec,
+    resolve_params,
+)
+from backcast.errors import InvalidArgument
+from backcast.rpc.translate import spec_to_proto
+from backcast.v1 import backtest_service_pb2 as api
+from backcast.v1 import spec_pb2
+
+EXIT_INTERRUPTED = 130
+_WATCH_RECONNECTS = 5
+
+
+def complain(message: str) -> None:
+    print(f"backcast: {message}", file=sys.stderr, flush=True)
+
+
+def _platform_options(args: argparse.Namespace) -> PlatformOptions:
+    return PlatformOptions(
+        n_workers=args.workers,
+        slots_per_worker=args.slots,
+        gateway_port=args.gateway_port,
+        scheduler_port=args.scheduler_port,
+        data_dir=args.data_dir,
+        verbose=args.verbose,
+        database_url=database_url(),
+        log_level=args.log_level,
+    )
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    platform = Platform(_platform_options(args))
+    with _sigterm_interrupts():
+        try:
+            _start_platform(platform)
+            print("backcast is up; press Ctrl-C to stop", flush=True)
+            print(_try_hint(platform.gateway_address), flush=True)
+            return _supervise(platform)
+        except KeyboardInterrupt:
+            print("stopping", flush=True)
+            return 0
+        finally:
+            _stop_platform(platform)
+
+
+def _start_platform(platform: Platform) -> None:
+    if platform.options.database_url:
+        where = redact_url(platform.options.database_url)
+    else:
+        where = f"embedded PostgreSQL in {platform.pgdata}"
+    print(f"starting backcast on {where}", flush=True)
+    platform.start()
+    for line in platform.describe():
+        print(f"  {line}", flush=True)
+
+
+def _stop_platform(platform: Platform) -> None:
+    # A second Ctrl-C must not cut the shutdown short and leave processes.
+    with _signals_ignored():
+        platform.stop()
+    print("stopped", flush=True)
+
+
+def _supervise(platform: Platform) -> int:
+    while True:
+        ended = platform.first_exited()
+        if ended is not None:
+            code = ended.returncode()
+            complain(platform.explain(ended, f"exited with code {code}"))
+            return EXIT_FAILED
+        time.sleep(0.5)
+
+
+def _try_hint(gateway: str) -> str:
+    target = "" if gateway == "127.0.0.1:50051" else f" --gateway {gateway}"
+    return (
+        f"try: backcast submit{target} --strategy moving_average_crossover "
+        "--param fast_period=10 --param slow_period=30 --instrument SYN-BTCUSD "
+        "--interval 1h --start 2024-01-01 --end 2024-03-01"
+    )
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM stops the platform the way Ctrl-C does."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _signals_ignored() -> Iterator[None]:
+    previous = {
+        s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    if args.gateway:
+        return _run_demo_against(args.gateway, args)
+
+    platform = Platform(_platform_options(args))
+    with _sigterm_interrupts():
+        try:
+            _start_platform(platform)
+            return _run_demo_against(platform.gateway_address, args)
+        except KeyboardInterrupt:
+            complain("interrupted; stopping")
+            return EXIT_INTERRUPTED
+        finally:
+            _stop_platform(platform)
+
+
+def _run_demo_against(gateway: str, args: argparse.Namespace) -> int:
+    with GatewayClient(
+        gateway, owner=args.owner, timeout_seconds=args.timeout
+    ) as client:
+        return run_demo(client, timeout_seconds=args.wait)
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from backcast.db import migrate
+
+    url = args.database_url or require_database_url()
+    migrate(url)
+    print(f"migrated {redact_url(url)}")
+    return 0
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO date or date-time as UTC; naive values are taken as UTC."""
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f'"{text}" is not an ISO date or time, e.g. 2024-01-01 or '
+            "2024-01-01T09:30:00Z"
+        ) from None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def parse_params(pairs: Sequence[str]) -> dict[str, int | float | str]:
+    """`["fast_period=10", "kind=exponential"]` as typed values.
+
+    Raises:
+        InvalidArgument: naming the `--param` that has no `=`.
+    """
+    params: dict[str, int | float | str] = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or not name.strip():
+            raise InvalidArgument.of("--param", f'"{pair}" is not NAME=VALUE')
+        params[name.strip()] = _typed_value(text.strip())
+    return params
+
+
+def _typed_value(text: str) -> int | float | str:
+    for convert in (int, float):
+        with contextlib.suppress(ValueError):
+            return convert(text)
+    return text
+
+
+def build_spec(args: argparse.Namespace) -> spec_pb2.BacktestSpec:
+    """The spec proto of the submit flags.
+
+    Strategy parameters are checked here because the proto has no place for
+    an unknown one; everything else is left to the gateway's validation.
+    """
+    path = f"spec.strategy.{args.strategy}"
+    params, problems = resolve_params(args.strategy, parse_params(args.param), path)
+    if problems:
+        raise InvalidArgument(problems)
+    spec = BacktestSpec(
+        strategy=StrategySpec(args.strategy, params),
+        instrument=args.instrument,
+        interval=Interval(args.interval),
+        start_at=args.start,
+        end_at=args.end,
+        costs=Costs(commission=args.commission, slippage_bps=args.slippage_bps),
+        initial_cash=args.initial_cash,
+    )
+    return spec_to_proto(spec)
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    spec = build_spec(args)
+    with _client(args) as client:
+        backtest = client.submit(
+            spec,
+            priority=args.priority,
+            max_attempts=args.max_attempts,
+            request_id=args.request_id or new_request_id(),
+        )
+    if args.json:
+        _print_json(api.SubmitBacktestResponse(backtest=backtest))
+    else:
+        print(f"backtest {backtest.id} {views.state_name(backtest.state)}")
+    return 0
+
+
+def _client(args: argparse.Namespace) -> GatewayClient:
+    return GatewayClient(args.gateway, owner=args.owner, timeout_seconds=args.timeout)
+
+
+def _print_json(message: Message) -> None:
+    print(json_format.MessageToJson(message, indent=2))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        backtest = client.get_status(args.id)
+    if args.json:
+        _print_json(api.GetStatusResponse(backtest=backtest))
+    else:
+        print(views.backtest_details(backtest))
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        backtest = client.cancel(args.id)
+    if args.json:
+        _print_json(api.CancelBacktestResponse(backtest=backtest))
+    else:
+        print(f"backtest {backtest.id} {views.state_name(backtest.state)}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    states = [views.state_code(name) for name in args.state]
+    backtests: list[api.Backtest] = []
+    token = args.page_token
+    with _client(args) as client:
+        while True:
+            page = client.list_backtests(
+                states=states, page_size=args.page_size, page_token=token
+            )
+            backtests.extend(page.backtests)
+            token = page.next_page_token
+            if not token or not args.all:
+                break
+
+    if args.json:
+        _print_json(
+            api.ListBacktestsResponse(backtests=backtests, next_page_token=token)
+        )
+        return 0
+    if not backtests:
+        print("no backtests")
+    else:
+        print(views.backtests_table(backtests))
+    if token:
+        print(f"more: backcast list --page-token {token} (or --all)")
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    failures = 0
+    last_line = ""
+    with _client(args) as client:
+        while True:
+            try:
+                for backtest in client.watch(args.id):
+                    failures = 0
+                    line = views.backtest_line(backtest)
+                    if line != last_line:
+                        now = datetime.now(UTC).strftime("%H:%M:%S")
+                        print(f"{now}  {line}", flush=True)
+                        last_line = line
+                    if views.is_terminal(backtest):
+                        return (
+                            0 if backtest.state == api.Backtest.STATE_SUCCEEDED else 1
+                        )
+            except grpc.RpcError as error:
+                if exit_code_for(error) != EXIT_UNAVAILABLE:
+                    raise
+                if failures >= _WATCH_RECONNECTS:
+                    raise
+            # The stream ended early (the gateway restarted or went away):
+            # watch again after a short pause.
+            failures += 1
+            time.sleep(min(0.5 * 2**failures, 5.0))
+
+
+def cmd_result(args: argparse.Namespace) -> int:
+    n_trades = max(0, args.trades)
+    with _client(args) as client:
+        response = client.get_result(args.id, page_size=max(1, n_trades))
+    if n_trades == 0:
+        del response.result.trades[:]
+    if args.json:
+        _print_json(response)
+        return 0
+
+    result = response.result
+    print(f"backtest {response.backtest_id}")
+    print(views.metrics_table(result.metrics))
+    print()
+    shown = list(result.trades[:n_trades])
+    print(f"trades: {len(shown)} of {response.total_trades} shown")
+    if shown:
+        print(views.trades_table(shown))
+    print()
+    print(views.equity_text(list(result.equity_curve)))
+    return 0
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    status = check_health(
+        args.address, service=args.service, timeout_seconds=args.timeout
+    )
+    name = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
+    print(f"{args.address} {name}")
+    return 0 if status == health_pb2.HealthCheckResponse.SERVING else EXIT_FAILED

@@ -1,0 +1,113 @@
+"""Records how attempts ended, fenced by the lease's token."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable
+from typing import Any
+
+from backcast.errors import LeaseLost
+from backcast.jobqueue.jobs import JobState
+from backcast.jobqueue.store import JobStore
+from backcast.scheduler.backoff import retry_delay_seconds
+from backcast.scheduler.dispatcher import Dispatcher
+from backcast.scheduler.sessions import SessionRegistry
+from backcast.telemetry import EVENT, FENCING_TOKEN, JOB_ID, WORKER
+
+logger = logging.getLogger(__name__)
+
+
+class Completions:
+    """Stores a worker's report of an attempt's end.
+
+    Every store call is idempotent: a retried report that already took effect
+    returns the job's final state, and a stale token raises LeaseLost.
+    """
+
+    def __init__(
+        self, store: JobStore, registry: SessionRegistry, dispatcher: Dispatcher
+    ) -> None:
+        self._store = store
+        self._registry = registry
+        self._dispatcher = dispatcher
+
+    async def record_result(
+        self, job_id: int, fencing_token: int, worker: str, result: dict[str, Any]
+    ) -> JobState:
+        stored = self._store.complete(job_id, fencing_token, result)
+        return await self._record(job_id, fencing_token, worker, "result", stored)
+
+    async def record_failure(
+        self,
+        job_id: int,
+        fencing_token: int,
+        worker: str,
+        message: str,
+        *,
+        retryable: bool,
+    ) -> JobState:
+        # The token counts the job's claims, so it is the attempt number.
+        delay = retry_delay_seconds(fencing_token)
+        stored = self._store.fail(
+            job_id,
+            fencing_token,
+            message,
+            retryable=retryable,
+            retry_delay_seconds=delay,
+        )
+        state = await self._record(job_id, fencing_token, worker, "failure", stored)
+        if state is JobState.QUEUED:
+            logger.warning(
+                "attempt failed; job will be retried",
+                extra={
+                    EVENT: "retry_scheduled",
+                    JOB_ID: job_id,
+                    FENCING_TOKEN: fencing_token,
+                    "delay_seconds": round(delay, 3),
+                },
+            )
+        return state
+
+    async def record_cancelled(
+        self, job_id: int, fencing_token: int, worker: str
+    ) -> JobState:
+        stored = self._store.acknowledge_cancel(job_id, fencing_token)
+        return await self._record(job_id, fencing_token, worker, "cancelled", stored)
+
+    async def _record(
+        self,
+        job_id: int,
+        fencing_token: int,
+        worker: str,
+        outcome: str,
+        stored: Awaitable[JobState],
+    ) -> JobState:
+        fields = {JOB_ID: job_id, FENCING_TOKEN: fencing_token, WORKER: worker}
+        try:
+            state = await stored
+        except LeaseLost:
+            self._settle(job_id, fencing_token, worker)
+            logger.warning(
+                "report for a lost lease rejected",
+                extra={EVENT: "report_rejected", "outcome": outcome, **fields},
+            )
+            raise
+        self._settle(job_id, fencing_token, worker)
+        logger.info(
+            "attempt recorded",
+            extra={
+                EVENT: "attempt_recorded",
+                "outcome": outcome,
+                "state": state.value,
+                **fields,
+            },
+        )
+        return state
+
+    def _settle(self, job_id: int, fencing_token: int, worker: str) -> None:
+        session = self._registry.get(worker)
+        if session is not None:
+            session.finish(job_id, fencing_token)
+        # The worker's next heartbeat will show the freed slot; waking now
+        # costs one cheap claim round at most.
+        self._dispatcher.wake()

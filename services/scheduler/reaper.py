@@ -1,0 +1,58 @@
+"""Takes back the leases that live workers stopped renewing."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from backcast.errors import DatabaseUnavailable
+from backcast.jobqueue.store import JobStore
+from backcast.scheduler.backoff import BASE_SECONDS
+from backcast.telemetry import ATTEMPT, EVENT, FENCING_TOKEN, JOB_ID
+
+logger = logging.getLogger(__name__)
+
+
+class Reaper:
+    """Every `interval_seconds`, requeues or ends jobs whose lease expired.
+
+    Any number of scheduler replicas may reap at once: the store skips rows
+    another replica has locked.
+    """
+
+    def __init__(self, store: JobStore, *, interval_seconds: float) -> None:
+        self._store = store
+        self._interval_seconds = interval_seconds
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval_seconds)
+            try:
+                await self.reap()
+            except DatabaseUnavailable:
+                logger.warning(
+                    "reaping expired leases failed; retrying",
+                    extra={EVENT: "reap_failed"},
+                )
+            except Exception as exc:  # noqa: BLE001 - the loop must outlive a bug
+                logger.error(
+                    "reaping expired leases failed",
+                    exc_info=exc,
+                    extra={EVENT: "reap_failed"},
+                )
+
+    async def reap(self) -> int:
+        """One pass; returns how many jobs changed state."""
+        reaped = await self._store.reap_expired(retry_delay_seconds=BASE_SECONDS)
+        for job in reaped:
+            logger.warning(
+                "lease expired",
+                extra={
+                    EVENT: "lease_expired",
+                    JOB_ID: job.job_id,
+                    FENCING_TOKEN: job.fencing_token,
+                    ATTEMPT: job.attempt,
+                    "state": job.state.value,
+                },
+            )
+        return len(reaped)

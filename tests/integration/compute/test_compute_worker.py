@@ -1,0 +1,88 @@
+"""The real worker against an in-process scheduler and a real engine."""
+
+from __future__ import annotations
+
+from compute_support import (
+    LONG_BACKTEST_CANDLES,
+    OWNER,
+    crossover_spec,
+    submit,
+    wait_for_job,
+    wait_for_state,
+    wait_until,
+)
+
+from backcast.compute.worker import Worker
+from backcast.jobqueue.jobs import JobState
+from backcast.jobqueue.store import JobStore
+
+
+async def test_worker_runs_a_backtest_to_success(
+    store: JobStore, worker: Worker
+) -> None:
+    job_id = await submit(store, crossover_spec(20_000, fast_period=10, slow_period=30))
+
+    await wait_for_state(store, job_id, JobState.SUCCEEDED)
+
+    job, result = await store.get_result(OWNER, job_id)
+    assert job.attempt == 1
+    assert result["metrics"]["n_candles"] == 20_000
+    assert result["metrics"]["n_trades"] == len(result["trades"])
+    assert result["equity_curve"]
+
+
+async def test_cancel_stops_a_running_backtest(store: JobStore, worker: Worker) -> None:
+    job_id = await submit(store, crossover_spec(LONG_BACKTEST_CANDLES))
+    [slot] = worker.slots.slots
+    await wait_until(lambda: slot.busy)
+    pid_before = slot.pid
+
+    await store.cancel(OWNER, job_id)
+    job = await wait_for_state(store, job_id, JobState.CANCELLED, timeout_seconds=2.0)
+
+    assert job.error_reason == "CANCELLED"
+    # The slot's process was killed and replaced, not left to finish.
+    assert slot.pid != pid_before
+    assert not slot.busy
+
+
+async def test_unknown_instrument_fails_without_retry(
+    store: JobStore, worker: Worker
+) -> None:
+    job_id = await submit(store, crossover_spec(1_000, instrument="BTCUSD"))
+
+    job = await wait_for_state(store, job_id, JobState.FAILED)
+
+    assert job.attempt == 1
+    assert job.error_message is not None
+    assert "BTCUSD" in job.error_message
+
+
+async def test_spec_the_worker_rejects_fails_without_retry(
+    store: JobStore, worker: Worker
+) -> None:
+    spec = crossover_spec(1_000)
+    spec["strategy"]["params"] = {
+        "fast_period": 50,
+        "slow_period": 20,
+        "kind": "simple",
+    }
+    job_id = await submit(store, spec)
+
+    job = await wait_for_state(store, job_id, JobState.FAILED)
+
+    assert job.attempt == 1
+    assert job.error_message is not None
+    assert "slow_period" in job.error_message
+
+
+async def test_progress_is_reported_while_running(
+    store: JobStore, worker: Worker
+) -> None:
+    job_id = await submit(store, crossover_spec(LONG_BACKTEST_CANDLES))
+
+    job = await wait_for_job(store, job_id, lambda job: 0 < job.progress < 1)
+
+    assert job.state is JobState.RUNNING
+    await store.cancel(OWNER, job_id)
+    await wait_for_state(store, job_id, JobState.CANCELLED)
