@@ -73,3 +73,16 @@ def redact_url(url: str) -> str:
         return url
     user = credentials.split(":", 1)[0]
     return f"{scheme}{sep}{user}:***@{host}"
+
+
+def with_flags(
+    env: Mapping[str, str], flags: Mapping[str, str], values: object
+) -> dict[str, str]:
+    """`env` with each command-line flag given in `values` (an argparse
+    namespace) set on its variable; `flags` maps attribute to variable."""
+    merged = dict(env)
+    for attribute, variable in flags.items():
+        value = getattr(values, attribute)
+        if value is not None:
+            merged[variable] = str(value)
+    return merged

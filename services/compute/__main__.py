@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from backcast import telemetry
 from backcast.compute.config import WorkerConfig
 from backcast.compute.worker import Worker
-from backcast.config import ConfigError
+from backcast.config import ConfigError, with_flags
 from backcast.telemetry import EVENT, WORKER
 
 logger = logging.getLogger("backcast.compute")
@@ -60,11 +60,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    env = dict(os.environ)
-    for name, variable in FLAGS.items():
-        value = getattr(args, name)
-        if value is not None:
-            env[variable] = str(value)
+    env = with_flags(os.environ, FLAGS, args)
     try:
         config = WorkerConfig.from_env(env)
     except ConfigError as exc:

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from backcast import telemetry
-from backcast.config import ConfigError
+from backcast.config import ConfigError, with_flags
 from backcast.errors import DatabaseUnavailable
 from backcast.jobqueue.store import JobStore
 from backcast.rpc.server import stop_event_on_signals
@@ -65,11 +65,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    env = dict(os.environ)
-    for name, variable in FLAGS.items():
-        value = getattr(args, name)
-        if value is not None:
-            env[variable] = str(value)
+    env = with_flags(os.environ, FLAGS, args)
     try:
         config = SchedulerConfig.from_env(env)
     except ConfigError as exc:
