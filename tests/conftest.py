@@ -18,8 +18,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
-from backcast.db import migrate
 from psycopg import sql
+
+from backcast.db import migrate
 
 if TYPE_CHECKING:
     from backcast.jobqueue.store import JobStore

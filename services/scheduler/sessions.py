@@ -100,8 +100,13 @@ class WorkerSession:
             acknowledged = self._reported.get(job_id) == token
             if acknowledged or self._n_heartbeats - seen >= 2:
                 del self._pending[job_id]
+        # Keep only what concerns leases the worker still reports, so these
+        # sets stay as small as the worker's slots however long it lives.
         self._finished = {
             key for key in self._finished if self._reported.get(key[0]) == key[1]
+        }
+        self._cancels_sent = {
+            key for key in self._cancels_sent if self._reported.get(key[0]) == key[1]
         }
 
         pending = [HeldLease(job, token) for job, (token, _) in self._pending.items()]

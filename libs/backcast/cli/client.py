@@ -135,8 +135,8 @@ class GatewayClient:
         self._channel.close()
 
     @property
-    def _metadata(self) -> list[tuple[str, str]]:
-        return [(OWNER_HEADER, self.owner)] if self.owner else []
+    def _metadata(self) -> tuple[tuple[str, str | bytes], ...]:
+        return ((OWNER_HEADER, self.owner),) if self.owner else ()
 
     def submit(
         self,

@@ -18,15 +18,17 @@ from grpc_health.v1 import health_pb2
 
 from backcast.cli import views
 from backcast.cli.client import (
+    DEFAULT_GATEWAY,
     EXIT_FAILED,
     EXIT_UNAVAILABLE,
     GatewayClient,
     check_health,
+    describe_rpc_error,
     exit_code_for,
     new_request_id,
 )
 from backcast.cli.demo import run_demo
-from backcast.cli.platform import Platform, PlatformOptions
+from backcast.cli.platform import Platform, PlatformError, PlatformOptions
 from backcast.config import database_url, redact_url, require_database_url
 from backcast.engine.spec import (
     BacktestSpec,
@@ -72,6 +74,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             print("stopping", flush=True)
             return 0
+        except PlatformError as error:
+            complain(str(error))
+            return EXIT_FAILED
         finally:
             _stop_platform(platform)
 
@@ -105,7 +110,7 @@ def _supervise(platform: Platform) -> int:
 
 
 def _try_hint(gateway: str) -> str:
-    target = "" if gateway == "127.0.0.1:50051" else f" --gateway {gateway}"
+    target = "" if gateway == DEFAULT_GATEWAY else f" --gateway {gateway}"
     return (
         f"try: backcast submit{target} --strategy moving_average_crossover "
         "--param fast_period=10 --param slow_period=30 --instrument SYN-BTCUSD "
@@ -115,23 +120,23 @@ def _try_hint(gateway: str) -> str:
 
 @contextlib.contextmanager
 def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM stops the platform the way Ctrl-C does."""
+    """SIGTERM (and SIGHUP, a closed terminal) stop the platform like Ctrl-C."""
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {s: signal.signal(s, interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @contextlib.contextmanager
 def _signals_ignored() -> Iterator[None]:
-    previous = {
-        s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)
-    }
+    stoppers = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in stoppers}
     try:
         yield
     finally:
@@ -151,6 +156,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             complain("interrupted; stopping")
             return EXIT_INTERRUPTED
+        except PlatformError as error:
+            complain(str(error))
+            return EXIT_FAILED
+        except grpc.RpcError as error:
+            complain(describe_rpc_error(error))
+            return exit_code_for(error)
         finally:
             _stop_platform(platform)
 
@@ -315,14 +326,17 @@ def cmd_watch(args: argparse.Namespace) -> int:
                         print(f"{now}  {line}", flush=True)
                         last_line = line
                     if views.is_terminal(backtest):
-                        return (
-                            0 if backtest.state == api.Backtest.STATE_SUCCEEDED else 1
-                        )
+                        succeeded = backtest.state == api.Backtest.STATE_SUCCEEDED
+                        return 0 if succeeded else EXIT_FAILED
             except grpc.RpcError as error:
                 if exit_code_for(error) != EXIT_UNAVAILABLE:
                     raise
                 if failures >= _WATCH_RECONNECTS:
                     raise
+            else:
+                if failures >= _WATCH_RECONNECTS:
+                    complain("the watch kept ending before the backtest finished")
+                    return EXIT_UNAVAILABLE
             # The stream ended early (the gateway restarted or went away):
             # watch again after a short pause.
             failures += 1

@@ -148,21 +148,36 @@ def _port(text: str) -> int:
 
 
 def _add_connection_options(
-    parser: argparse.ArgumentParser, settings: ClientSettings, gateway: str | None
+    parser: argparse.ArgumentParser, settings: ClientSettings, *, demo: bool = False
 ) -> None:
     group = parser.add_argument_group("connection")
-    group.add_argument(
-        "--gateway",
-        metavar="ADDRESS",
-        default=gateway,
-        help="host:port of the gateway (default: %(default)s, from BACKCAST_GATEWAY)",
-    )
-    group.add_argument(
-        "--owner",
-        default=settings.owner,
-        help="owner sent as the x-backcast-owner header (default: BACKCAST_OWNER, "
-        "else the gateway's 'anonymous')",
-    )
+    if demo:
+        group.add_argument(
+            "--gateway",
+            metavar="ADDRESS",
+            default=None,
+            help="run the batch against this running gateway (host:port) and "
+            "start nothing",
+        )
+        group.add_argument(
+            "--owner",
+            default=settings.owner or "demo",
+            help="owner of the demo backtests (default: BACKCAST_OWNER, else demo)",
+        )
+    else:
+        group.add_argument(
+            "--gateway",
+            metavar="ADDRESS",
+            default=settings.gateway,
+            help="host:port of the gateway (default: %(default)s, from "
+            "BACKCAST_GATEWAY)",
+        )
+        group.add_argument(
+            "--owner",
+            default=settings.owner,
+            help="owner sent as the x-backcast-owner header (default: "
+            "BACKCAST_OWNER, else the gateway's 'anonymous')",
+        )
     group.add_argument(
         "--timeout",
         type=float,
@@ -250,8 +265,7 @@ def _add_demo(
         "an already running gateway and starts nothing.",
         cmd_demo,
     )
-    _add_connection_options(parser, settings, gateway=None)
-    parser.set_defaults(owner=settings.owner or "demo")
+    _add_connection_options(parser, settings, demo=True)
     parser.add_argument(
         "--wait",
         type=float,
@@ -297,7 +311,7 @@ def _add_submit(
         f"{strategies}.",
         cmd_submit,
     )
-    _add_connection_options(parser, settings, gateway=settings.gateway)
+    _add_connection_options(parser, settings)
     parser.add_argument(
         "--strategy",
         choices=sorted(STRATEGIES),
@@ -394,7 +408,7 @@ def _add_status(
         cmd_status,
     )
     _add_id(parser)
-    _add_connection_options(parser, settings, gateway=settings.gateway)
+    _add_connection_options(parser, settings)
     parser.add_argument(
         "--json", action="store_true", help="print the response as JSON"
     )
@@ -414,7 +428,7 @@ def _add_cancel(
         cmd_cancel,
     )
     _add_id(parser)
-    _add_connection_options(parser, settings, gateway=settings.gateway)
+    _add_connection_options(parser, settings)
     parser.add_argument(
         "--json", action="store_true", help="print the response as JSON"
     )
@@ -432,7 +446,7 @@ def _add_list(
         "some states. Shows one page unless --all is given.",
         cmd_list,
     )
-    _add_connection_options(parser, settings, gateway=settings.gateway)
+    _add_connection_options(parser, settings)
     parser.add_argument(
         "--state",
         action="extend",
@@ -471,7 +485,7 @@ def _add_watch(
         cmd_watch,
     )
     _add_id(parser)
-    _add_connection_options(parser, settings, gateway=settings.gateway)
+    _add_connection_options(parser, settings)
 
 
 def _add_result(
@@ -488,7 +502,7 @@ def _add_result(
         cmd_result,
     )
     _add_id(parser)
-    _add_connection_options(parser, settings, gateway=settings.gateway)
+    _add_connection_options(parser, settings)
     parser.add_argument(
         "--trades",
         type=int,

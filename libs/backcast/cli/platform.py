@@ -5,7 +5,7 @@ configured), migrations, and gateway, scheduler and workers as processes.
 from __future__ import annotations
 
 import contextlib
-import ctypes
+import json
 import os
 import signal
 import socket
@@ -24,6 +24,7 @@ import grpc
 from grpc_health.v1 import health_pb2
 
 from backcast.cli.client import check_health
+from backcast.cli.launch import LAUNCHER_PID_VAR
 from backcast.config import redact_url
 
 DEFAULT_DATA_DIR = Path(".backcast")
@@ -31,8 +32,6 @@ DEFAULT_GATEWAY_PORT = 50051
 DEFAULT_SCHEDULER_PORT = 50052
 HOST = "127.0.0.1"
 TAIL_LINES = 20
-
-_PR_SET_PDEATHSIG = 1
 
 
 def default_slots() -> int:
@@ -97,7 +96,7 @@ class ServiceProcess:
         return None if self.process is None else self.process.poll()
 
     def start(self) -> None:
-        command = [sys.executable, "-m", self.module]
+        command = [sys.executable, "-m", "backcast.cli.launch", self.module]
         if self.log_path is None:
             stdout: int | IO[bytes] = subprocess.PIPE
         else:
@@ -109,12 +108,11 @@ class ServiceProcess:
         # own child processes can be signalled as one group.
         self.process = subprocess.Popen(
             command,
-            env=self.env,
+            env={**self.env, LAUNCHER_PID_VAR: str(os.getpid())},
             stdin=subprocess.DEVNULL,
             stdout=stdout,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_stop_with_parent,
         )
         if self.log_path is None:
             threading.Thread(target=self._echo_output, daemon=True).start()
@@ -158,14 +156,6 @@ class ServiceProcess:
             self._log_file = None
 
 
-def _stop_with_parent() -> None:
-    # Runs in the child before exec: if the launcher dies without stopping
-    # its services (SIGKILL, a crash), Linux sends them SIGTERM.
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 class EmbeddedPostgres:
     """A PostgreSQL server in a wheel (pgserver), its data under `pgdata`."""
 
@@ -182,6 +172,7 @@ class EmbeddedPostgres:
             from pgserver.postgres_server import get_server
 
             self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+            _forget_dead_handles(self.pgdata)
             self._server = get_server(self.pgdata, cleanup_mode="stop")
         return str(self._server.get_uri())
 
@@ -191,8 +182,40 @@ class EmbeddedPostgres:
             self._server = None
 
 
+def _forget_dead_handles(pgdata: Path) -> None:
+    # pgserver stops the server when the last process listed in this file
+    # lets go of it. A launcher that was killed never let go, and its pid
+    # would keep every later server running after its launcher stopped.
+    handles = pgdata / ".handle_pids.json"
+    try:
+        pids = json.loads(handles.read_text())
+    except (OSError, ValueError):
+        return
+    if not isinstance(pids, list):
+        return
+    alive = [pid for pid in pids if isinstance(pid, int) and _is_alive(pid)]
+    if alive != pids:
+        handles.write_text(json.dumps(alive))
+
+
+def _is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class Platform:
-    """Gateway, scheduler and workers as processes, on one database."""
+    """Gateway, scheduler and workers as processes, on one database.
+
+    Each service runs through `backcast.cli.launch`, so it gets SIGTERM if the
+    launcher dies without stopping it. Linux ties that to the thread that
+    started the process: start and restart services from a thread that lives
+    as long as they should (the main thread).
+    """
 
     def __init__(self, options: PlatformOptions) -> None:
         self.options = options
@@ -202,6 +225,7 @@ class Platform:
         self.workers: list[ServiceProcess] = []
         self._postgres: EmbeddedPostgres | None = None
         self._stopped = False
+        self._ports: set[int] = set()
 
     @property
     def services(self) -> list[ServiceProcess]:
@@ -228,9 +252,16 @@ class Platform:
             PlatformError: naming the service that failed, with its last lines.
         """
         try:
+            # Ports first: a port in use is the cheapest failure to report.
+            gateway_port = self._pick_port(self.options.gateway_port, "--gateway-port")
+            scheduler_port = self._pick_port(
+                self.options.scheduler_port, "--scheduler-port"
+            )
             self._start_database()
             self._migrate()
-            self.gateway, self.scheduler = self._plan_heads()
+            self.gateway, self.scheduler = self._plan_heads(
+                gateway_port, scheduler_port
+            )
             self._launch([self.gateway, self.scheduler])
             self.workers = [self._plan_worker(i) for i in range(self.options.n_workers)]
             self._launch(self.workers)
@@ -261,9 +292,18 @@ class Platform:
                 f"migrating {redact_url(self.database_url)} failed: {exc}"
             ) from exc
 
-    def _plan_heads(self) -> tuple[ServiceProcess, ServiceProcess]:
-        gateway_port = _pick_port(self.options.gateway_port, "--gateway-port")
-        scheduler_port = _pick_port(self.options.scheduler_port, "--scheduler-port")
+    def _pick_port(self, port: int, flag: str) -> int:
+        # A free port is found by binding and closing a probe, so the kernel
+        # may offer the same one twice; keep every service on its own.
+        while True:
+            picked = _pick_port(port, flag)
+            if port != 0 or picked not in self._ports:
+                self._ports.add(picked)
+                return picked
+
+    def _plan_heads(
+        self, gateway_port: int, scheduler_port: int
+    ) -> tuple[ServiceProcess, ServiceProcess]:
         gateway_address = f"{HOST}:{gateway_port}"
         scheduler_address = f"{HOST}:{scheduler_port}"
         database = {"BACKCAST_DATABASE_URL": self.database_url}
@@ -284,7 +324,7 @@ class Platform:
     def _plan_worker(self, index: int) -> ServiceProcess:
         assert self.scheduler is not None
         name = f"{self.options.worker_id_prefix}-{index + 1}"
-        address = f"{HOST}:{_pick_port(0, '')}"
+        address = f"{HOST}:{self._pick_port(0, '')}"
         return self._plan(
             name,
             "backcast.compute",

@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 # Workers and watchers ping about every 30 s; the server must allow that or
 # it answers with GOAWAY too_many_pings. Results can be a few MiB.
 SERVER_OPTIONS: Sequence[tuple[str, Any]] = (
+    # A second server on a taken port must fail, not silently share it.
+    ("grpc.so_reuseport", 0),
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),

@@ -27,7 +27,7 @@ class FailedCall(grpc.RpcError):
     ) -> None:
         self._code = code
         self._details = details
-        self._trailers: tuple[tuple[str, bytes], ...] = ()
+        self._trailers: tuple[tuple[str, str | bytes], ...] = ()
         if violations:
             bad_request = error_details_pb2.BadRequest(
                 field_violations=[
@@ -48,7 +48,7 @@ class FailedCall(grpc.RpcError):
     def details(self) -> str:
         return self._details
 
-    def trailing_metadata(self) -> tuple[tuple[str, bytes], ...]:
+    def trailing_metadata(self) -> tuple[tuple[str, str | bytes], ...]:
         return self._trailers
 
 
