@@ -166,7 +166,7 @@ class JobStore:
                 return self._existing_submission(row, request_id)
 
         job = job_from_row(row)
-        logger.info(
+        logger.debug(
             "job submitted",
             extra={EVENT: "job_submitted", JOB_ID: job.id, OWNER: owner},
         )
@@ -245,7 +245,7 @@ class JobStore:
         row = await self._fetch_one(statements.CANCEL_JOB, params)
         if row is not None:
             job = job_from_row(row)
-            logger.info(
+            logger.debug(
                 "job cancel requested",
                 extra={EVENT: "job_cancel_requested", JOB_ID: job_id, OWNER: owner},
             )
@@ -380,7 +380,7 @@ class JobStore:
     @staticmethod
     def _finished(job_id: int, fencing_token: int, state_value: str) -> JobState:
         state = JobState(state_value)
-        logger.info(
+        logger.debug(
             "attempt finished",
             extra={
                 EVENT: "attempt_finished",
@@ -425,7 +425,7 @@ class JobStore:
         ]
         reaped.sort(key=lambda job: job.job_id)
         for job in reaped:
-            logger.warning(
+            logger.debug(
                 "lease expired",
                 extra={
                     EVENT: "lease_expired",
