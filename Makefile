@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 TOOLS := .tools
 BUF := $(TOOLS)/node_modules/.bin/buf
 
-.PHONY: demo up test lint protos clean
+.PHONY: demo up test lint protos bench-engine clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ up: $(STAMP)
 ## Run every test (real PostgreSQL: BACKCAST_TEST_DATABASE_URL, or embedded).
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+## Time the engine on a million synthetic candles beside a numpy baseline.
+bench-engine: $(STAMP)
+	$(BIN)/python benchmarks/engine_bench.py
 
 $(BUF):
 	npm install --silent --no-audit --no-fund --prefix $(TOOLS) @bufbuild/buf@1.75.0

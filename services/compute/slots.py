@@ -62,7 +62,7 @@ def process_context() -> BaseContext:
     from a fork of one running asyncio and gRPC threads, and start quickly."""
     if sys.platform == "linux":
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["backcast.engine", "numpy"])
+        context.set_forkserver_preload(["backcast.engine.warmup"])
         return context
     return multiprocessing.get_context("spawn")
 

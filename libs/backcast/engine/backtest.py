@@ -11,13 +11,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime
+from itertools import starmap
 
 from backcast import marketdata
 from backcast.engine.candles import Candles
 from backcast.engine.downsample import downsample_indices
 from backcast.engine.metrics import compute_metrics
 from backcast.engine.results import BacktestResult, EquityPoint, Metrics, Trade
-from backcast.engine.simulation import ClosedTrade, Simulation, simulate
+from backcast.engine.simulation import Simulation, simulate
 from backcast.engine.spec import BacktestSpec, resolve_params, validate_spec
 from backcast.engine.strategies import SIGNALS, Params
 from backcast.errors import BacktestFailed
@@ -77,7 +78,7 @@ def run_on_candles(
     _check_finite(metrics)
     result = BacktestResult(
         metrics=metrics,
-        trades=tuple(_trade(trade, candles) for trade in simulation.trades),
+        trades=_trades(simulation, candles),
         equity_curve=_equity_curve(simulation, candles, spec.interval.seconds),
     )
     report(1.0)
@@ -95,16 +96,14 @@ def _resolved_params(spec: BacktestSpec) -> Params:
     return params
 
 
-def _trade(trade: ClosedTrade, candles: Candles) -> Trade:
-    return Trade(
-        entry_at=_utc(int(candles.times[trade.entry_index])),
-        exit_at=_utc(int(candles.times[trade.exit_index])),
-        entry_price=trade.entry_price,
-        exit_price=trade.exit_price,
-        units=trade.units,
-        pnl=trade.pnl,
-        return_fraction=trade.return_fraction,
-    )
+def _trades(simulation: Simulation, candles: Candles) -> tuple[Trade, ...]:
+    # Straight from the kernel's arrays: a trade record per closed trade is
+    # the costliest step of a backtest with thousands of trades.
+    fills = candles.times[simulation.trade_candles].tolist()
+    values = simulation.trade_values.T.tolist()
+    entries = [_utc(entry) for entry, _ in fills]
+    exits = [_utc(exit) for _, exit in fills]
+    return tuple(starmap(Trade, zip(entries, exits, *values, strict=True)))
 
 
 def _equity_curve(

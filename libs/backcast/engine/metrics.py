@@ -28,6 +28,7 @@ import math
 
 import numpy as np
 
+from backcast.engine import kernels
 from backcast.engine.candles import Candles, FloatArray, IntArray
 from backcast.engine.results import Metrics
 from backcast.engine.simulation import Simulation
@@ -49,19 +50,20 @@ def compute_metrics(
     equity = simulation.equity
     final = float(equity[-1])
     per_year = periods_per_year(interval_seconds)
-    returns = candle_returns(equity)
-    pnls = np.array([trade.pnl for trade in simulation.trades], dtype=np.float64)
+    # One compiled pass gives every figure of the equity curve.
+    mean, deviation, drawdown, drawdown_candles = kernels.equity_statistics(equity)
+    pnls = simulation.trade_values[:, 3]
     return Metrics(
         total_return=final / initial_cash - 1.0,
         cagr=cagr(final / initial_cash, years_covered(candles.times, interval_seconds)),
-        annualized_volatility=annualized_volatility(returns, per_year),
-        sharpe_ratio=sharpe_ratio(returns, per_year),
-        max_drawdown=max_drawdown(equity),
-        max_drawdown_candles=longest_drawdown(equity),
-        n_trades=len(simulation.trades),
+        annualized_volatility=deviation * math.sqrt(per_year),
+        sharpe_ratio=_annualized_ratio(mean, deviation, per_year),
+        max_drawdown=drawdown,
+        max_drawdown_candles=drawdown_candles,
+        n_trades=simulation.n_trades,
         win_rate=win_rate(pnls),
         profit_factor=profit_factor(pnls),
-        exposure=float(np.count_nonzero(simulation.units)) / equity.size,
+        exposure=simulation.n_candles_held / equity.size,
         commissions_paid=simulation.commissions_paid,
         buy_and_hold_return=buy_and_hold_return(candles, first_decision),
         final_equity=final,
@@ -110,26 +112,25 @@ def sharpe_ratio(returns: FloatArray, per_year: float) -> float:
     """Mean over standard deviation of returns, annualized; 0.0 when flat."""
     if returns.size < 2:
         return 0.0
-    deviation = float(returns.std(ddof=1))
+    return _annualized_ratio(
+        float(returns.mean()), float(returns.std(ddof=1)), per_year
+    )
+
+
+def _annualized_ratio(mean: float, deviation: float, per_year: float) -> float:
     if not deviation > 0:
         return 0.0
-    return float(returns.mean()) / deviation * math.sqrt(per_year)
+    return mean / deviation * math.sqrt(per_year)
 
 
 def max_drawdown(equity: FloatArray) -> float:
     """Largest fall from a running peak, as a fraction of that peak."""
-    # Peaks are at least the first equity, the positive initial cash.
-    if equity.size == 0 or equity[0] <= 0:
-        return 0.0
-    return float(1.0 - np.min(equity / np.maximum.accumulate(equity)))
+    return kernels.equity_statistics(equity)[2]
 
 
 def longest_drawdown(equity: FloatArray) -> int:
     """Most consecutive closes below an earlier peak."""
-    below = equity < np.maximum.accumulate(equity)
-    edges = np.flatnonzero(np.diff(np.concatenate(([False], below, [False]))))
-    starts, ends = edges[0::2], edges[1::2]
-    return int(np.max(ends - starts, initial=0))
+    return kernels.equity_statistics(equity)[3]
 
 
 def win_rate(pnls: FloatArray) -> float:

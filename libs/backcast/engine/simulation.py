@@ -3,36 +3,41 @@
 - A decision at candle t uses data up to t's close. Strategies report a
   target of 0.0 (flat) until their indicators have warmed up.
 - A change of target is a market order that fills at the open of candle
-  t + 1; a decision on the last candle has no next open and never fills.
+  t + 1 (or, with `fill_at_close`, at the close of t); a decision on the
+  last candle never fills.
 - Entries go all-in with whole units: units = floor(cash * (1 - 2**-52) /
   (price * (1 + commission))) at the fill price. The 2**-52 shave keeps
   rounding from spending a cent more than the cash held. An entry that
   cannot buy one unit is skipped; the strategy's next change of target
-  decides again. Positions are long-only for now.
-- Slippage is adverse on every fill: buys at open * (1 + bps / 1e4), sells
-  at open * (1 - bps / 1e4). Commission is a fraction of the traded
+  decides again. With `fractional`, units are not rounded down.
+- Positions are long-only unless `shorts` is set: then a target below 0.0
+  sells short the units an entry of the same cash would buy, a change from
+  long to short closes and opens at one fill, and units are negative.
+- Slippage is adverse on every fill: buys at price * (1 + bps / 1e4), sells
+  at price * (1 - bps / 1e4). Commission is a fraction of the traded
   notional at those prices, charged at entry and at exit.
+- Stops (`stop_loss`, `take_profit`, fractions of the entry price) watch
+  every candle's range from the entry fill on: a touched level fills at the
+  level, a candle that opens beyond it fills at its open, and when both
+  are touched in one candle the stop-loss wins. The position then stays
+  flat until the target changes again.
 - Equity is cash + units * close at every candle's close. A position still
   open after the last candle is marked at the last close; it is not a
   closed trade.
 
-Only candles where the target changes are visited in Python; cash and units
-between fills are spread over the candles with numpy.
-"""
+The walk through the candles is one compiled pass,
+`backcast.engine.kernels.fill_orders`."""
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
-from backcast.engine.candles import Candles, FloatArray
+from backcast.engine import kernels
+from backcast.engine.candles import Candles, FloatArray, IntArray
 from backcast.engine.spec import Costs
-
-# Shaved off the cash before sizing, so units * price * (1 + commission)
-# cannot round to more than the cash held.
-_SIZING_SHAVE = 1.0 - 2.0**-52
 
 
 @dataclass(frozen=True)
@@ -50,115 +55,110 @@ class ClosedTrade:
 
 @dataclass(frozen=True, eq=False)
 class Simulation:
-    """State after every candle's close, the closed trades and costs paid."""
+    """Equity after every candle's close, the fills, closed trades and costs.
+
+    `fill_candles` has shape (n_fills,) and `fill_states` (n_fills, 2): cash
+    and units after each fill, which hold until the next one.
+    `trade_candles` has shape (n_trades, 2): entry and exit fill candles;
+    `trade_values` has shape (n_trades, 5): entry price, exit price, units
+    (negative for a short), pnl in money and pnl as a fraction of the entry
+    notional.
+    """
 
     equity: FloatArray
-    cash: FloatArray
-    units: FloatArray
-    trades: tuple[ClosedTrade, ...]
+    initial_cash: float
+    fill_candles: IntArray
+    fill_states: FloatArray
+    trade_candles: IntArray
+    trade_values: FloatArray
     commissions_paid: float
 
+    @property
+    def n_trades(self) -> int:
+        return int(self.trade_candles.shape[0])
 
-@dataclass
-class _Book:
-    """The account while walking through fills, in fill order."""
+    @property
+    def n_candles_held(self) -> int:
+        """Closes after which units are held."""
+        bounds = np.concatenate((self.fill_candles, [self.equity.size]))
+        held = self.fill_states[:, 1] != 0.0
+        return int(np.diff(bounds)[held].sum())
 
-    cash: float
-    units: float = 0.0
-    entry_index: int = 0
-    entry_price: float = 0.0
-    entry_cost: float = 0.0
-    commissions: float = 0.0
-    fill_indices: list[int] = field(default_factory=list)
-    cash_after: list[float] = field(default_factory=list)
-    units_after: list[float] = field(default_factory=list)
-    trades: list[ClosedTrade] = field(default_factory=list)
+    @cached_property
+    def cash(self) -> FloatArray:
+        """Cash after each close."""
+        return self._spread(self.initial_cash, self.fill_states[:, 0])
 
-    def record(self, index: int) -> None:
-        self.fill_indices.append(index)
-        self.cash_after.append(self.cash)
-        self.units_after.append(self.units)
+    @cached_property
+    def units(self) -> FloatArray:
+        """Units held after each close."""
+        return self._spread(0.0, self.fill_states[:, 1])
+
+    @cached_property
+    def trades(self) -> tuple[ClosedTrade, ...]:
+        """The closed trades as records, in exit order."""
+        candles = self.trade_candles.tolist()
+        values = self.trade_values.tolist()
+        return tuple(
+            ClosedTrade(entry, exit, *figures)
+            for (entry, exit), figures in zip(candles, values, strict=True)
+        )
+
+    def _spread(self, start: float, after_fills: FloatArray) -> FloatArray:
+        # A fill's state holds from its own candle's close to the next fill.
+        bounds = np.concatenate(([0], self.fill_candles, [self.equity.size]))
+        states = np.concatenate(([start], after_fills))
+        return np.repeat(states, np.diff(bounds))
 
 
 def simulate(
-    candles: Candles, target: FloatArray, costs: Costs, initial_cash: float
+    candles: Candles,
+    target: FloatArray,
+    costs: Costs,
+    initial_cash: float,
+    *,
+    fill_at_close: bool = False,
+    fractional: bool = False,
+    shorts: bool = False,
+    stop_loss: float = 0.0,
+    take_profit: float = 0.0,
 ) -> Simulation:
-    """Fill the changes of `target` under the execution model of this module."""
+    """Fill the changes of `target` under the execution model of this module.
+
+    The keyword options depart from the default model as the module
+    docstring describes; `stop_loss` and `take_profit` are fractions of the
+    entry price, 0.0 for none.
+    """
     n = len(candles)
     if target.shape != (n,):
         raise ValueError(f"target has shape {target.shape}; candles have ({n},)")
-    if bool(np.any(target < 0)):
+    if not shorts and n > 0 and target.min() < 0:
         raise ValueError("target holds a short position; only long is supported")
+    if not 0.0 <= stop_loss < 1.0:
+        raise ValueError(f"stop_loss {stop_loss} must be in [0, 1)")
+    if not take_profit >= 0.0:
+        raise ValueError(f"take_profit {take_profit} must be at least 0")
 
-    # The last decision has no next open, so it is left out.
-    wanted = target[: n - 1] > 0
-    changes = np.flatnonzero(np.diff(wanted, prepend=False))
-    book = _Book(cash=initial_cash)
-    opens = candles.open
-    for decision in changes.tolist():
-        fill = decision + 1
-        if wanted[decision]:
-            _enter(book, fill, float(opens[fill]), costs)
-        elif book.units > 0:
-            _exit(book, fill, float(opens[fill]), costs)
-    return _spread(book, candles, initial_cash)
-
-
-def _enter(book: _Book, fill: int, open_price: float, costs: Costs) -> None:
-    price = open_price * (1.0 + costs.slippage_bps / 1e4)
-    units = math.floor(book.cash * _SIZING_SHAVE / (price * (1.0 + costs.commission)))
-    cost, fee = _cost_and_fee(units, price, costs.commission)
-    if units > 0 and cost + fee > book.cash:
-        # Guard against a last rounding step; never spend more than the cash.
-        units -= 1
-        cost, fee = _cost_and_fee(units, price, costs.commission)
-    if units < 1:
-        return
-    book.cash = book.cash - (cost + fee)
-    book.units = float(units)
-    book.entry_index, book.entry_price, book.entry_cost = fill, price, cost + fee
-    book.commissions += fee
-    book.record(fill)
-
-
-def _exit(book: _Book, fill: int, open_price: float, costs: Costs) -> None:
-    price = open_price * (1.0 - costs.slippage_bps / 1e4)
-    proceeds, fee = _cost_and_fee(book.units, price, costs.commission)
-    pnl = (proceeds - fee) - book.entry_cost
-    notional = book.units * book.entry_price
-    book.trades.append(
-        ClosedTrade(
-            entry_index=book.entry_index,
-            exit_index=fill,
-            entry_price=book.entry_price,
-            exit_price=price,
-            units=book.units,
-            pnl=pnl,
-            return_fraction=pnl / notional,
+    equity, fill_candles, fill_states, trade_candles, trade_values, commissions = (
+        kernels.fill_orders(
+            np.ascontiguousarray(target, dtype=np.float64),
+            candles.open,
+            candles.high,
+            candles.low,
+            candles.close,
+            (costs.commission, costs.slippage_bps / 1e4),
+            initial_cash,
+            fill_at_close,
+            fractional,
+            (stop_loss, take_profit),
         )
     )
-    book.cash = book.cash + (proceeds - fee)
-    book.units = 0.0
-    book.commissions += fee
-    book.record(fill)
-
-
-def _cost_and_fee(units: float, price: float, commission: float) -> tuple[float, float]:
-    notional = units * price
-    return notional, notional * commission
-
-
-def _spread(book: _Book, candles: Candles, initial_cash: float) -> Simulation:
-    """Cash and units at every close, from the state after each fill."""
-    # A fill's state holds from its own candle's close to the next fill.
-    bounds = np.array([0, *book.fill_indices, len(candles)], dtype=np.int64)
-    lengths = np.diff(bounds)
-    cash = np.repeat(np.array([initial_cash, *book.cash_after]), lengths)
-    units = np.repeat(np.array([0.0, *book.units_after]), lengths)
     return Simulation(
-        equity=cash + units * candles.close,
-        cash=cash,
-        units=units,
-        trades=tuple(book.trades),
-        commissions_paid=book.commissions,
+        equity=equity,
+        initial_cash=initial_cash,
+        fill_candles=fill_candles,
+        fill_states=fill_states,
+        trade_candles=trade_candles,
+        trade_values=trade_values,
+        commissions_paid=commissions,
     )

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from backcast.engine import kernels
 from backcast.engine.candles import Candles, FloatArray
 from backcast.engine.indicators import moving_average
 
@@ -53,7 +54,7 @@ def moving_average_crossover(candles: Candles, params: Params) -> Signals:
     # A gap within rounding noise counts as none, so a flat market does not
     # flip the position on the last bit of a sum. NaN compares false, so
     # warm-up candles come out flat.
-    target = (fast - slow > _NOISE * np.abs(slow)).astype(np.float64)
+    target = kernels.above_target(fast, slow, _NOISE)
     return Signals(target=target, first_decision=slow_period - 1)
 
 
