@@ -55,6 +55,13 @@ def database_url(env: Mapping[str, str] | None = None) -> str | None:
     return env.get("BACKCAST_DATABASE_URL") or env.get("DATABASE_URL") or None
 
 
+def marketdata_url(env: Mapping[str, str] | None = None) -> str | None:
+    """The PostgreSQL URL of the candles: `BACKCAST_MARKETDATA_URL`, else the
+    job database's."""
+    env = os.environ if env is None else env
+    return env.get("BACKCAST_MARKETDATA_URL") or database_url(env)
+
+
 def require_database_url(env: Mapping[str, str] | None = None) -> str:
     url = database_url(env)
     if url is None:

@@ -72,6 +72,17 @@ class RequestIdReused(InvalidArgument):
         self.job_id = job_id
 
 
+class InvalidCandleFile(InvalidArgument):
+    """A candle file has a bad row; `line` is its 1-based line number."""
+
+    reason = "INVALID_CANDLE_FILE"
+
+    def __init__(self, line: int, problem: str) -> None:
+        super().__init__([FieldViolation("file", f"line {line}: {problem}")])
+        self.line = line
+        self.problem = problem
+
+
 class NotFound(AppError):
     code = grpc.StatusCode.NOT_FOUND
     reason = "NOT_FOUND"

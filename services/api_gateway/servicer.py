@@ -181,6 +181,12 @@ class BacktestServicer(backtest_service_pb2_grpc.BacktestServiceServicer):
         async for job in changes:
             yield api.WatchBacktestResponse(backtest=translate.job_to_proto(job))
 
+    async def ListStrategies(
+        self, request: api.ListStrategiesRequest, context: Context
+    ) -> api.ListStrategiesResponse:
+        # The registry is compiled in: no owner, no database.
+        return translate.strategies_to_proto()
+
 
 def _owner(context: Context) -> str:
     return owner_from_metadata(context.invocation_metadata())

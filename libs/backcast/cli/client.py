@@ -35,6 +35,7 @@ _UNARY_METHODS = (
     "GetResult",
     "ListBacktests",
     "CancelBacktest",
+    "ListStrategies",
 )
 
 # gRFC A6 retry policy. WatchBacktest is left out: a stream that already sent
@@ -195,6 +196,13 @@ class GatewayClient:
             request, timeout=self.timeout_seconds, metadata=self._metadata
         )
         return response.backtest
+
+    def list_strategies(self) -> api.ListStrategiesResponse:
+        return self._stub.ListStrategies(
+            api.ListStrategiesRequest(),
+            timeout=self.timeout_seconds,
+            metadata=self._metadata,
+        )
 
     def watch(self, backtest_id: int) -> Iterator[api.Backtest]:
         """The backtest now and at every change, until a terminal state.

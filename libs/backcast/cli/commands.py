@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from types import FrameType
 
 import grpc
+import psycopg
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2
@@ -29,15 +30,23 @@ from backcast.cli.client import (
 )
 from backcast.cli.demo import run_demo
 from backcast.cli.platform import Platform, PlatformError, PlatformOptions
-from backcast.config import database_url, redact_url, require_database_url
+from backcast.config import (
+    database_url,
+    marketdata_url,
+    redact_url,
+    require_database_url,
+)
 from backcast.engine.spec import (
+    INSTRUMENT_PATTERN,
+    SYNTHETIC_PREFIX,
     BacktestSpec,
     Costs,
+    Execution,
     Interval,
     StrategySpec,
     resolve_params,
 )
-from backcast.errors import InvalidArgument
+from backcast.errors import DatabaseUnavailable, InvalidArgument
 from backcast.rpc.translate import spec_to_proto
 from backcast.v1 import backtest_service_pb2 as api
 from backcast.v1 import spec_pb2
@@ -236,6 +245,14 @@ def build_spec(args: argparse.Namespace) -> spec_pb2.BacktestSpec:
         end_at=args.end,
         costs=Costs(commission=args.commission, slippage_bps=args.slippage_bps),
         initial_cash=args.initial_cash,
+        execution=Execution(
+            fill=args.fill,
+            units=args.units,
+            position_fraction=args.position_fraction,
+            direction=args.direction,
+            stop_loss=args.stop_loss,
+            take_profit=args.take_profit,
+        ),
     )
     return spec_to_proto(spec)
 
@@ -254,6 +271,52 @@ def cmd_submit(args: argparse.Namespace) -> int:
     else:
         print(f"backtest {backtest.id} {views.state_name(backtest.state)}")
     return 0
+
+
+def cmd_strategies(args: argparse.Namespace) -> int:
+    from backcast.cli.tables import render_table
+
+    with _client(args) as client:
+        response = client.list_strategies()
+    if args.json:
+        _print_json(response)
+        return 0
+    for i, strategy in enumerate(response.strategies):
+        if i:
+            print()
+        short = "long and short" if strategy.supports_short else "long only"
+        print(f"{strategy.name}: {strategy.description} ({short})")
+        if strategy.parameters:
+            rows = [_parameter_row(p) for p in strategy.parameters]
+            headers = ["parameter", "default", "allowed", "meaning"]
+            print(render_table(headers, rows))
+    return 0
+
+
+def _parameter_row(param: api.ParameterDescription) -> list[str]:
+    if param.kind == api.ParameterDescription.KIND_CHOICE:
+        return [
+            param.name,
+            param.default_choice,
+            ", ".join(param.choices),
+            param.description,
+        ]
+    return [
+        param.name,
+        f"{param.default_number:g}",
+        parameter_range_text(param.minimum, param.maximum),
+        param.description,
+    ]
+
+
+def parameter_range_text(minimum: float, maximum: float) -> str:
+    """Listed bounds as an interval, "[2, 1000]" or "(0, 50)"."""
+    # The wire carries inclusive bounds; an open bound arrives as the double
+    # next to it (0 < x reads 5e-324), shown here as "(0".
+    low, high = round(minimum, 9), round(maximum, 9)
+    opening = "[" if low == minimum else "("
+    closing = "]" if high == maximum else ")"
+    return f"{opening}{low:g}, {high:g}{closing}"
 
 
 def _client(args: argparse.Namespace) -> GatewayClient:
@@ -373,3 +436,74 @@ def cmd_health(args: argparse.Namespace) -> int:
     name = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
     print(f"{args.address} {name}")
     return 0 if status == health_pb2.HealthCheckResponse.SERVING else EXIT_FAILED
+
+
+def cmd_data_import(args: argparse.Namespace) -> int:
+    from backcast.marketdata.csv_import import import_candle_file
+
+    symbol = args.symbol.strip()
+    if not INSTRUMENT_PATTERN.match(symbol) or symbol.startswith(SYNTHETIC_PREFIX):
+        raise InvalidArgument.of(
+            "--symbol",
+            f'"{symbol[:40]}" is not a symbol to import: 1 to 32 characters of '
+            "A-Z, 0-9, '.', '-', '_' or '/', not starting with SYN- (synthetic)",
+        )
+    started = time.perf_counter()
+    with _marketdata_connection(args) as conn:
+        try:
+            candles = import_candle_file(
+                conn, args.file, symbol, Interval(args.interval)
+            )
+        except (OSError, UnicodeDecodeError) as error:
+            raise PlatformError(f"cannot read {args.file}: {error}") from None
+    seconds = time.perf_counter() - started
+
+    first, last = (datetime.fromtimestamp(int(t), UTC) for t in candles.times[[0, -1]])
+    print(
+        f"imported {len(candles)} {args.interval} candles of {symbol} from "
+        f"{_utc_text(first)} to {_utc_text(last)} in {seconds:.2f} s"
+    )
+    return 0
+
+
+def cmd_data_list(args: argparse.Namespace) -> int:
+    from backcast.cli.tables import render_table
+    from backcast.marketdata.storage import list_instruments
+
+    with _marketdata_connection(args) as conn:
+        coverage = list_instruments(conn)
+    if not coverage:
+        print("no stored candles; import some with `backcast data import`")
+        return 0
+    rows = [
+        [
+            c.instrument,
+            c.interval.value,
+            _utc_text(c.first_at),
+            _utc_text(c.last_at),
+            str(c.n_candles),
+        ]
+        for c in coverage
+    ]
+    print(render_table(["symbol", "interval", "first", "last", "candles"], rows))
+    return 0
+
+
+@contextlib.contextmanager
+def _marketdata_connection(
+    args: argparse.Namespace,
+) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+    url = args.database_url or marketdata_url() or require_database_url()
+    try:
+        with psycopg.connect(url) as conn:
+            yield conn
+    except psycopg.errors.UndefinedTable:
+        raise PlatformError(
+            f"{redact_url(url)} has no candle tables; run `backcast migrate`"
+        ) from None
+    except (psycopg.OperationalError, DatabaseUnavailable):
+        raise PlatformError(f"cannot reach {redact_url(url)}") from None
+
+
+def _utc_text(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")

@@ -22,12 +22,15 @@ from backcast.cli.client import (
 from backcast.cli.commands import (
     EXIT_INTERRUPTED,
     cmd_cancel,
+    cmd_data_import,
+    cmd_data_list,
     cmd_demo,
     cmd_health,
     cmd_list,
     cmd_migrate,
     cmd_result,
     cmd_status,
+    cmd_strategies,
     cmd_submit,
     cmd_up,
     cmd_watch,
@@ -42,7 +45,7 @@ from backcast.cli.platform import (
     default_slots,
 )
 from backcast.config import ConfigError
-from backcast.engine.spec import STRATEGIES, Interval
+from backcast.engine.spec import DIRECTIONS, FILLS, STRATEGIES, UNITS, Interval
 from backcast.errors import InvalidArgument
 
 Handler = Callable[[argparse.Namespace], int]
@@ -105,12 +108,14 @@ def build_parser(settings: ClientSettings) -> argparse.ArgumentParser:
     _add_demo(commands, settings)
     _add_migrate(commands)
     _add_submit(commands, settings)
+    _add_strategies(commands, settings)
     _add_status(commands, settings)
     _add_list(commands, settings)
     _add_watch(commands, settings)
     _add_cancel(commands, settings)
     _add_result(commands, settings)
     _add_health(commands)
+    _add_data(commands)
     return parser
 
 
@@ -368,6 +373,7 @@ def _add_submit(
         default=10_000.0,
         help="starting cash in the quote currency (default: 10000)",
     )
+    _add_execution_options(parser)
     parser.add_argument(
         "--priority",
         type=int,
@@ -386,6 +392,73 @@ def _add_submit(
         help="idempotency key; repeating it returns the first backtest "
         "(default: a new UUID4)",
     )
+    parser.add_argument(
+        "--json", action="store_true", help="print the response as JSON"
+    )
+
+
+def _add_execution_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("execution (see docs/engine.md)")
+    group.add_argument(
+        "--fill",
+        choices=FILLS,
+        default="next_open",
+        help="orders fill at the next candle's open or the deciding candle's "
+        "close (default: %(default)s)",
+    )
+    group.add_argument(
+        "--units",
+        choices=UNITS,
+        default="whole",
+        help="entries buy whole units, rounded down, or fractions of a unit "
+        "(default: %(default)s)",
+    )
+    group.add_argument(
+        "--position-fraction",
+        type=float,
+        default=1.0,
+        metavar="FRACTION",
+        help="fraction of equity committed at each entry, in (0, 1] "
+        "(default: %(default)s)",
+    )
+    group.add_argument(
+        "--direction",
+        choices=DIRECTIONS,
+        default="long_only",
+        help="long only, or long and short where the strategy has a short rule "
+        "(default: %(default)s)",
+    )
+    group.add_argument(
+        "--stop-loss",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="exit when price moves this fraction against the entry, in [0, 1); "
+        "0.05 is 5%%, 0 is none (default: 0)",
+    )
+    group.add_argument(
+        "--take-profit",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="exit when price moves this fraction in favour of the entry, in "
+        "[0, 100]; 0 is none (default: 0)",
+    )
+
+
+def _add_strategies(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    settings: ClientSettings,
+) -> None:
+    parser = _command(
+        commands,
+        "strategies",
+        "list the strategies the gateway runs",
+        "Ask the gateway for its registered strategies and print each one with "
+        "its parameters, their defaults and bounds, and whether it can go short.",
+        cmd_strategies,
+    )
+    _add_connection_options(parser, settings)
     parser.add_argument(
         "--json", action="store_true", help="print the response as JSON"
     )
@@ -539,6 +612,57 @@ def _add_health(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         default=5.0,
         metavar="SECONDS",
         help="deadline of the check (default: %(default)s)",
+    )
+
+
+def _add_data(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    data = commands.add_parser(
+        "data",
+        help="import and list stored candles",
+        description="Candles stored in PostgreSQL (BACKCAST_MARKETDATA_URL, else "
+        "BACKCAST_DATABASE_URL or DATABASE_URL) for backtests on real "
+        "instruments. Run `backcast migrate` first.",
+    )
+    actions = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+
+    importer = _command(
+        actions,
+        "import",
+        "import candles from a CSV file",
+        "Read a CSV file with a header row naming time, open, high, low, close "
+        "and volume (time as epoch seconds or ISO-8601 UTC), check every row, "
+        "and store the candles in one transaction. Stored candles of the same "
+        "symbol and interval from the file's first to its last time are "
+        "replaced; a bad row is reported by line number and nothing is stored.",
+        cmd_data_import,
+    )
+    importer.add_argument("file", type=Path, metavar="FILE", help="CSV file")
+    importer.add_argument("--symbol", required=True, help="instrument, e.g. BTCUSD")
+    importer.add_argument(
+        "--interval",
+        required=True,
+        choices=[i.value for i in Interval],
+        help="candle interval of the file",
+    )
+    _add_database_url(importer)
+
+    listing = _command(
+        actions,
+        "list",
+        "list stored instruments and their coverage",
+        "Print each stored symbol and interval with its first and last candle "
+        "and the number of candles.",
+        cmd_data_list,
+    )
+    _add_database_url(listing)
+
+
+def _add_database_url(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="postgresql:// URL (default: BACKCAST_MARKETDATA_URL, else "
+        "BACKCAST_DATABASE_URL or DATABASE_URL)",
     )
 
 

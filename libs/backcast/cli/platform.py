@@ -334,6 +334,8 @@ class Platform:
                 "BACKCAST_WORKER_SCHEDULER": self.scheduler.address,
                 "BACKCAST_WORKER_ADDRESS": address,
                 "BACKCAST_WORKER_SLOTS": str(self.options.slots_per_worker),
+                # Slots read imported candles; they never write jobs.
+                "BACKCAST_MARKETDATA_URL": self.database_url,
             },
         )
 
@@ -342,7 +344,8 @@ class Platform:
     ) -> ServiceProcess:
         env = dict(os.environ)
         if module == "backcast.compute":
-            # Workers never touch the database; they get no credentials.
+            # Workers never touch the job tables; they get only the market
+            # data URL (on a shared server, give it a read-only role).
             env.pop("BACKCAST_DATABASE_URL", None)
             env.pop("DATABASE_URL", None)
         env.update(

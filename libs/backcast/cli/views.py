@@ -47,6 +47,14 @@ _METRIC_FORMATS = {
     "final_equity": "money",
     "n_candles": "count",
     "periods_per_year": "count",
+    "sortino_ratio": "ratio",
+    "calmar_ratio": "ratio",
+    "max_drawdown_seconds": "duration",
+    "expectancy": "money",
+    "expectancy_return": "percent",
+    "best_trade_return": "percent",
+    "worst_trade_return": "percent",
+    "open_trade_pnl": "money",
 }
 
 
@@ -236,7 +244,21 @@ def _metric_text(name: str, value: float) -> str:
         return f"{value:,.0f}"
     if kind == "money":
         return number(value)
+    if kind == "duration":
+        return duration_text(int(value))
     return f"{value:.3f}"
+
+
+def duration_text(seconds: int) -> str:
+    """Seconds as days, hours and minutes: `3d 4h 0m`."""
+    days, rest = divmod(seconds, 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes = rest // 60
+    if days:
+        return f"{days}d {hours}h {minutes}m"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m"
 
 
 def trades_table(trades: list[result_pb2.Trade]) -> str:

@@ -1,4 +1,4 @@
-"""SQLAlchemy models of the job tables, the schema the migrations build.
+"""SQLAlchemy models of the job and candle tables the migrations build.
 
 The job store speaks plain SQL (`backcast.jobqueue.statements`); these models
 describe the same tables for Alembic's autogenerate checks and for tools
@@ -19,6 +19,8 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    LargeBinary,
+    PrimaryKeyConstraint,
     Text,
     UniqueConstraint,
     func,
@@ -110,4 +112,43 @@ class ResultRow(Base):
     equity_curve: Mapped[list[Any]] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class CandleChunkRow(Base):
+    """Up to 65,536 candles of one instrument and interval, column by column.
+
+    Times are epoch seconds, UTC; each array column holds the little-endian
+    bytes of a numpy array (int64 `times`, float64 prices and volume).
+    """
+
+    __tablename__ = "candle_chunks"
+
+    instrument: Mapped[str] = mapped_column(Text)
+    interval: Mapped[str] = mapped_column(Text)
+    chunk_start: Mapped[int] = mapped_column(BigInteger)
+    n_candles: Mapped[int] = mapped_column(Integer)
+    first_time: Mapped[int] = mapped_column(BigInteger)
+    last_time: Mapped[int] = mapped_column(BigInteger)
+    times: Mapped[bytes] = mapped_column(LargeBinary)
+    open: Mapped[bytes] = mapped_column(LargeBinary)
+    high: Mapped[bytes] = mapped_column(LargeBinary)
+    low: Mapped[bytes] = mapped_column(LargeBinary)
+    close: Mapped[bytes] = mapped_column(LargeBinary)
+    volume: Mapped[bytes] = mapped_column(LargeBinary)
+    imported_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+    __table_args__ = (
+        PrimaryKeyConstraint(
+            "instrument", "interval", "chunk_start", name="candle_chunks_pkey"
+        ),
+        CheckConstraint(
+            "n_candles BETWEEN 1 AND 65536", name="candle_chunks_n_candles_check"
+        ),
+        CheckConstraint(
+            "chunk_start <= first_time AND first_time <= last_time",
+            name="candle_chunks_times_check",
+        ),
     )

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from datetime import UTC, datetime
-from itertools import starmap
 
 from backcast import marketdata
 from backcast.engine.candles import Candles
 from backcast.engine.downsample import downsample_indices
 from backcast.engine.metrics import compute_metrics
-from backcast.engine.results import BacktestResult, EquityPoint, Metrics, Trade
+from backcast.engine.results import BacktestResult, EquityCurve, Metrics, TradeTable
 from backcast.engine.simulation import Simulation, simulate
 from backcast.engine.spec import BacktestSpec, resolve_params, validate_spec
 from backcast.engine.strategies import SIGNALS, Params
@@ -56,7 +54,9 @@ def run_on_candles(
             f"strategy {spec.strategy.name} is not implemented by this engine",
             retryable=False,
         )
-    signals = signal_function(candles, params)
+    execution = spec.execution
+    shorts = execution.direction == "long_short"
+    signals = signal_function(candles, params, shorts=shorts)
     n = len(candles)
     if signals.first_decision + 1 >= n:
         raise BacktestFailed(
@@ -66,7 +66,18 @@ def run_on_candles(
             retryable=False,
         )
     report(0.5)
-    simulation = simulate(candles, signals.target, spec.costs, spec.initial_cash)
+    simulation = simulate(
+        candles,
+        signals.target,
+        spec.costs,
+        spec.initial_cash,
+        fill_at_close=execution.fill == "close",
+        fractional=execution.units == "fractional",
+        shorts=shorts,
+        stop_loss=execution.stop_loss,
+        take_profit=execution.take_profit,
+        position_fraction=execution.position_fraction,
+    )
     report(0.75)
     metrics = compute_metrics(
         simulation,
@@ -74,6 +85,7 @@ def run_on_candles(
         interval_seconds=spec.interval.seconds,
         initial_cash=spec.initial_cash,
         first_decision=signals.first_decision,
+        instrument=spec.instrument,
     )
     _check_finite(metrics)
     result = BacktestResult(
@@ -96,25 +108,20 @@ def _resolved_params(spec: BacktestSpec) -> Params:
     return params
 
 
-def _trades(simulation: Simulation, candles: Candles) -> tuple[Trade, ...]:
-    # Straight from the kernel's arrays: a trade record per closed trade is
-    # the costliest step of a backtest with thousands of trades.
-    fills = candles.times[simulation.trade_candles].tolist()
-    values = simulation.trade_values.T.tolist()
-    entries = [_utc(entry) for entry, _ in fills]
-    exits = [_utc(exit) for _, exit in fills]
-    return tuple(starmap(Trade, zip(entries, exits, *values, strict=True)))
+def _trades(simulation: Simulation, candles: Candles) -> TradeTable:
+    # Columns straight from the kernel's arrays: a record per closed trade
+    # would be the costliest step of a backtest with thousands of trades.
+    fills = candles.times[simulation.trade_candles]
+    values = simulation.trade_values.T
+    return TradeTable(fills[:, 0], fills[:, 1], *values)
 
 
 def _equity_curve(
     simulation: Simulation, candles: Candles, interval_seconds: int
-) -> tuple[EquityPoint, ...]:
+) -> EquityCurve:
     kept = downsample_indices(simulation.equity)
-    closes = (candles.times[kept] + interval_seconds).tolist()
-    values = simulation.equity[kept].tolist()
-    return tuple(
-        EquityPoint(at=_utc(at), equity=value)
-        for at, value in zip(closes, values, strict=True)
+    return EquityCurve(
+        at=candles.times[kept] + interval_seconds, equity=simulation.equity[kept]
     )
 
 
@@ -128,10 +135,6 @@ def _check_finite(metrics: Metrics) -> None:
                 "evaluate this backtest",
                 retryable=False,
             )
-
-
-def _utc(seconds: int) -> datetime:
-    return datetime.fromtimestamp(seconds, UTC)
 
 
 def _ignore(fraction: float) -> None:

@@ -22,16 +22,18 @@ def downsample_indices(values: FloatArray, max_points: int = MAX_POINTS) -> IntA
     n = values.size
     if n <= max_points:
         return np.arange(n, dtype=np.int64)
-    # Two points per bucket, plus the first and the last.
+    # Two points per bucket, plus the first and the last. The full buckets
+    # are a view of the series, so nothing is copied; numpy's argmin and
+    # argmax return the first of equal values.
     buckets = (max_points - 2) // 2
     width = -(-n // buckets)
-    rows = -(-n // width)
-    # Padding repeats the last value; argmin and argmax return the first
-    # occurrence, so a padded slot never wins over the real last value.
-    padded = np.concatenate((values, np.full(rows * width - n, values[-1])))
-    grid = padded.reshape(rows, width)
-    offsets = np.arange(rows, dtype=np.int64) * width
-    lows = offsets + np.argmin(grid, axis=1)
-    highs = offsets + np.argmax(grid, axis=1)
-    ends = np.array([0, n - 1], dtype=np.int64)
-    return np.unique(np.concatenate((ends, lows, highs)))
+    n_full = n // width
+    grid = values[: n_full * width].reshape(n_full, width)
+    offsets = np.arange(n_full, dtype=np.int64) * width
+    kept = [np.array([0, n - 1]), offsets + grid.argmin(axis=1)]
+    kept.append(offsets + grid.argmax(axis=1))
+    rest = values[n_full * width :]
+    if rest.size:
+        start = n_full * width
+        kept.append(np.array([start + rest.argmin(), start + rest.argmax()]))
+    return np.unique(np.concatenate(kept)).astype(np.int64, copy=False)

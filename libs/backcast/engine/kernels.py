@@ -92,7 +92,8 @@ def fill_orders(
     fill_at_close: bool,
     fractional: bool,
     stops: tuple[float, float],
-) -> tuple[FloatArray, IntArray, FloatArray, IntArray, FloatArray, float]:
+    position_fraction: float,
+) -> tuple[FloatArray, IntArray, FloatArray, IntArray, FloatArray, float, float]:
     """Walk the candles once: orders, stops and equity at each close.
 
     `target` holds the side wanted after each close (its sign: +1 long, 0
@@ -100,7 +101,8 @@ def fill_orders(
     t + 1, or at close t with `fill_at_close`; a decision on the last candle
     never fills. `costs` is (commission, slippage), both fractions of the
     price; `stops` is (stop-loss, take-profit) as fractions of the entry
-    price, 0.0 for none. Returns:
+    price, 0.0 for none. An entry commits `position_fraction` of the cash
+    held (all of the equity, since entries start flat). Returns:
 
     - equity after each close, shape (n,);
     - the fills: candle indices, shape (k,), and cash and units after each,
@@ -108,7 +110,9 @@ def fill_orders(
     - the closed trades: entry and exit candles, shape (m, 2), and entry
       price, exit price, units (negative for a short), pnl and return on
       the entry notional, shape (m, 5);
-    - the commissions paid.
+    - the commissions paid;
+    - the pnl of a position still open after the last candle, marked at the
+      last close: its entry cash flow (commission included) plus its value.
     """
     n = target.size
     commission, slippage = costs
@@ -158,7 +162,12 @@ def fill_orders(
                 filled = True
             if units == 0.0 and wanted != 0.0:
                 bought, flow, fee, paid = _open_position(
-                    cash, wanted, price, commission, slippage, fractional
+                    cash * position_fraction,
+                    wanted,
+                    price,
+                    commission,
+                    slippage,
+                    fractional,
                 )
                 if bought != 0.0:
                     cash = cash + flow
@@ -194,6 +203,7 @@ def fill_orders(
             fill_states[n_fills, 1] = units
             n_fills += 1
         equity[t] = cash + units * closes[t]
+    open_pnl = entry_flow + units * closes[n - 1] if units != 0.0 else 0.0
     return (
         equity,
         fill_candles[:n_fills],
@@ -201,6 +211,7 @@ def fill_orders(
         trade_candles[:n_trades],
         trade_values[:n_trades],
         commissions,
+        open_pnl,
     )
 
 
@@ -310,52 +321,71 @@ def whole_units(cash: float, price: float, commission: float) -> float:
 
 
 @numba.njit(cache=True)
-def equity_statistics(equity: FloatArray) -> tuple[float, float, float, int]:
-    """Mean and sample deviation of returns, max drawdown and its longest run.
+def drawdown_statistics(times: IntArray, equity: FloatArray) -> tuple[float, int, int]:
+    """Max drawdown and the longest drawdown in candles and in seconds.
 
-    Returns are equity[t] / equity[t - 1] - 1, 0.0 after a non-positive
-    equity; the deviation is 0.0 below two returns. Max drawdown is the
-    largest fall below the running peak as a fraction of it (0.0 when the
-    first equity is not positive); the longest run counts consecutive
-    closes below an earlier peak.
+    The max drawdown is the largest fall below the running peak as a
+    fraction of it (0.0 when the first equity is not positive). A drawdown
+    runs from the last close at or above the peak to each later close below
+    it; its length is counted in closes and in seconds of `times` (epoch
+    seconds of each candle). A drawdown still open at the end counts; each
+    length is the longest on its own measure.
     """
     n = equity.size
     if n == 0:
-        return 0.0, 0.0, 0.0, 0
-    # Sums of returns less the first one: shifting near the mean keeps the
-    # one-pass variance from cancelling digits.
-    first = equity[1] / equity[0] - 1.0 if n > 1 and equity[0] > 0.0 else 0.0
-    shifted = 0.0
-    squares = 0.0
+        return 0.0, 0, 0
+    # Each drawdown is measured once, when it ends: its last close below the
+    # peak is its longest point and its lowest close its deepest.
     peak = equity[0]
-    trough = 1.0
-    run = 0
+    peak_index = 0
+    low = peak
+    worst = 0.0
     longest = 0
-    for t in range(1, n):
-        value = equity[t]
-        before = equity[t - 1]
-        # A close equal to the last one is a return of exactly 0.0.
-        change = -first
-        if before > 0.0 and value != before:
-            change = value / before - 1.0 - first
-        shifted += change
-        squares += change * change
-        if value > peak:
-            peak = value
-            run = 0
-        elif value < peak:
-            run += 1
-            longest = max(longest, run)
-            if value < trough * peak:
-                trough = value / peak
-        else:
-            run = 0
+    longest_seconds = 0
+    for t in range(1, n + 1):
+        value = equity[t] if t < n else np.inf
+        if value < peak:
+            if value < low:
+                low = value
+            continue
+        if t - 1 > peak_index:
+            longest = max(longest, t - 1 - peak_index)
+            longest_seconds = max(longest_seconds, times[t - 1] - times[peak_index])
+            if peak > 0.0:
+                worst = max(worst, 1.0 - low / peak)
+        peak = value
+        peak_index = t
+        low = value
+    drawdown = worst if equity[0] > 0.0 else 0.0
+    return drawdown, longest, longest_seconds
 
-    n_returns = n - 1
-    mean = first + shifted / n_returns if n_returns > 0 else 0.0
-    deviation = 0.0
-    if n_returns > 1:
-        spread = (squares - shifted * shifted / n_returns) / (n_returns - 1)
-        deviation = math.sqrt(max(spread, 0.0))
-    drawdown = 1.0 - trough if equity[0] > 0.0 else 0.0
-    return mean, deviation, drawdown, longest
+
+@numba.njit(cache=True)
+def daily_closes(times: IntArray, equity: FloatArray) -> tuple[IntArray, FloatArray]:
+    """The UTC days holding candles and the equity at each day's last close.
+
+    Days are numbered from the epoch (day 0 is 1970-01-01) and a candle
+    belongs to the day of its open time in `times` (epoch seconds), so a
+    close at midnight ends the day before. Both results have shape
+    (n_days,); days without candles are left out.
+    """
+    n = times.size
+    if n == 0:
+        return np.empty(0, dtype=np.int64), np.empty(0)
+    span = (times[n - 1] - times[0]) // 86_400 + 2
+    capacity = min(n, span)
+    days = np.empty(capacity, dtype=np.int64)
+    closes = np.empty(capacity)
+    k = 0
+    day = times[0] // 86_400
+    next_day_at = (day + 1) * 86_400
+    for t in range(1, n):
+        if times[t] >= next_day_at:
+            days[k] = day
+            closes[k] = equity[t - 1]
+            k += 1
+            day = times[t] // 86_400
+            next_day_at = (day + 1) * 86_400
+    days[k] = day
+    closes[k] = equity[n - 1]
+    return days[: k + 1], closes[: k + 1]

@@ -1,21 +1,101 @@
 """What a backtest produces: metrics, closed trades and the equity curve.
 
-Plain dataclasses that the store keeps as JSON and the services translate to
-`backcast.v1.BacktestResult`. Times are UTC datetimes, money in the quote
-currency, returns as fractions.
+Trades and equity points stay numpy columns (`TradeTable`, `EquityCurve`):
+a backtest with thousands of trades would otherwise spend most of its time
+building records. Both read as sequences of `Trade` and `EquityPoint`,
+made on demand. The store keeps a result as JSON (`to_dict`/`from_dict`)
+and the services translate it to `backcast.v1.BacktestResult`. Times are
+whole UTC seconds, money in the quote currency, returns as fractions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
-from datetime import datetime
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any, overload
+
+import numpy as np
+
+from backcast.engine.candles import FloatArray, IntArray
+
+# How each figure of `Metrics` is computed, in words; results carry these so
+# a reader needs no other document. docs/metrics.md explains them at length.
+METRIC_DEFINITIONS: Mapping[str, str] = MappingProxyType(
+    {
+        "total_return": "final equity / initial cash - 1",
+        "cagr": (
+            "(final equity / initial cash) ** (1 / years) - 1, years = (last "
+            "candle's close - first candle's open) / 365.25 days"
+        ),
+        "annualized_volatility": (
+            "sample standard deviation (n - 1) of daily returns * "
+            "sqrt(periods_per_year); 0 when the candles cover fewer than 2 UTC "
+            "days"
+        ),
+        "sharpe_ratio": (
+            "mean of daily returns / their sample standard deviation * "
+            "sqrt(periods_per_year), risk-free rate 0; daily returns are of the "
+            "equity at each UTC day's last close, the first over the initial "
+            "cash; 0 below 2 days or without variation"
+        ),
+        "sortino_ratio": (
+            "mean of daily returns / sqrt(mean of min(daily return, 0) ** 2) * "
+            "sqrt(periods_per_year); 0 below 2 days or without a losing day"
+        ),
+        "calmar_ratio": "cagr / max_drawdown; 0 without a drawdown",
+        "max_drawdown": (
+            "largest fall of equity below its running peak (from the first "
+            "close), as a fraction of the peak"
+        ),
+        "max_drawdown_candles": (
+            "most closes from a peak to a later close still below it; a "
+            "drawdown open at the end counts"
+        ),
+        "max_drawdown_seconds": (
+            "longest time from a peak's close to a later close still below it; "
+            "a drawdown open at the end counts"
+        ),
+        "n_trades": "closed trades; a position open at the end is not counted",
+        "win_rate": "closed trades with pnl > 0 / closed trades; 0 without trades",
+        "profit_factor": (
+            "sum of positive pnl / -(sum of negative pnl) of closed trades, in "
+            "money; 0 without a losing trade"
+        ),
+        "expectancy": "mean pnl of closed trades, quote currency; 0 without trades",
+        "expectancy_return": (
+            "mean return_fraction (pnl / entry notional) of closed trades; 0 "
+            "without trades"
+        ),
+        "best_trade_return": "largest return_fraction of a closed trade; 0 without",
+        "worst_trade_return": "smallest return_fraction of a closed trade; 0 without",
+        "open_trade_pnl": (
+            "entry cash flow (commission included) + units * last close of a "
+            "position still open at the end; 0 when flat"
+        ),
+        "exposure": "closes with a position held / candles",
+        "commissions_paid": "sum of commissions of every fill, quote currency",
+        "buy_and_hold_return": (
+            "last close / open of the candle after the first decision - 1, "
+            "without costs"
+        ),
+        "final_equity": "cash + units * close at the last candle",
+        "n_candles": "candles in the backtested period",
+        "periods_per_year": (
+            "365 for round-the-clock markets (synthetic SYN-* instruments, or "
+            "candles on both a Saturday and a Sunday UTC), else 252"
+        ),
+    }
+)
 
 
 @dataclass(frozen=True)
 class Metrics:
-    """Headline figures; the meaning of each is in `protos/.../result.proto`."""
+    """Headline figures, named as in `backcast.v1.Metrics`.
+
+    `METRIC_DEFINITIONS` says how each is computed.
+    """
 
     total_return: float
     cagr: float
@@ -32,13 +112,30 @@ class Metrics:
     final_equity: float
     n_candles: int
     periods_per_year: float
+    sortino_ratio: float
+    calmar_ratio: float
+    max_drawdown_seconds: int
+    expectancy: float
+    expectancy_return: float
+    best_trade_return: float
+    worst_trade_return: float
+    open_trade_pnl: float
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Metrics:
-        return cls(**{f.name: data[f.name] for f in fields(cls)})
+        """Metrics from `to_dict` form; a figure missing from it reads as 0.
+
+        Results stored before a figure existed lack it.
+        """
+        return cls(
+            **{
+                f.name: data.get(f.name, 0 if f.type == "int" else 0.0)
+                for f in fields(cls)
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -53,23 +150,123 @@ class Trade:
     pnl: float
     return_fraction: float
 
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["entry_at"] = self.entry_at.isoformat()
-        data["exit_at"] = self.exit_at.isoformat()
-        return data
+
+# Keys of a trade in `to_dict` form, in column order.
+_TRADE_KEYS = (
+    "entry_at",
+    "exit_at",
+    "entry_price",
+    "exit_price",
+    "units",
+    "pnl",
+    "return_fraction",
+)
+
+
+@dataclass(frozen=True, eq=False)
+class TradeTable(Sequence[Trade]):
+    """Closed trades in exit order as columns of shape (n_trades,).
+
+    `entry_at` and `exit_at` are the open times of the fill candles in epoch
+    seconds. Indexing gives a `Trade`; slicing gives a `TradeTable`.
+    """
+
+    entry_at: IntArray
+    exit_at: IntArray
+    entry_price: FloatArray
+    exit_price: FloatArray
+    units: FloatArray
+    pnl: FloatArray
+    return_fraction: FloatArray
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Trade:
+    def of(cls, trades: Iterable[Trade]) -> TradeTable:
+        rows = [
+            (
+                _seconds(t.entry_at),
+                _seconds(t.exit_at),
+                t.entry_price,
+                t.exit_price,
+                t.units,
+                t.pnl,
+                t.return_fraction,
+            )
+            for t in trades
+        ]
+        return cls._of_columns(list(zip(*rows, strict=True)) or [()] * 7)
+
+    @classmethod
+    def from_dicts(cls, trades: Sequence[Mapping[str, Any]]) -> TradeTable:
+        """Trades from their `to_dicts` form."""
+        columns: list[Sequence[Any]] = [[t[key] for t in trades] for key in _TRADE_KEYS]
+        columns[0] = _parse_times(columns[0])
+        columns[1] = _parse_times(columns[1])
+        return cls._of_columns(columns)
+
+    @classmethod
+    def _of_columns(cls, columns: Sequence[Sequence[Any]]) -> TradeTable:
+        entries, exits, *values = columns
         return cls(
-            entry_at=datetime.fromisoformat(data["entry_at"]),
-            exit_at=datetime.fromisoformat(data["exit_at"]),
-            entry_price=data["entry_price"],
-            exit_price=data["exit_price"],
-            units=data["units"],
-            pnl=data["pnl"],
-            return_fraction=data["return_fraction"],
+            np.asarray(entries, dtype=np.int64),
+            np.asarray(exits, dtype=np.int64),
+            *(np.asarray(v, dtype=np.float64) for v in values),
         )
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        """One dict per trade; times as ISO 8601 strings with a +00:00 offset."""
+        columns = (
+            _iso_times(self.entry_at),
+            _iso_times(self.exit_at),
+            *(column.tolist() for column in self._values()),
+        )
+        rows = zip(*columns, strict=True)
+        return [dict(zip(_TRADE_KEYS, row, strict=True)) for row in rows]
+
+    def _values(self) -> tuple[FloatArray, ...]:
+        return (
+            self.entry_price,
+            self.exit_price,
+            self.units,
+            self.pnl,
+            self.return_fraction,
+        )
+
+    def __len__(self) -> int:
+        return int(self.pnl.shape[0])
+
+    @overload
+    def __getitem__(self, index: int) -> Trade: ...
+    @overload
+    def __getitem__(self, index: slice) -> TradeTable: ...
+    def __getitem__(self, index: int | slice) -> Trade | TradeTable:
+        if isinstance(index, slice):
+            return TradeTable(
+                self.entry_at[index],
+                self.exit_at[index],
+                *(column[index] for column in self._values()),
+            )
+        return Trade(
+            _utc(int(self.entry_at[index])),
+            _utc(int(self.exit_at[index])),
+            *(float(column[index]) for column in self._values()),
+        )
+
+    def __iter__(self) -> Iterator[Trade]:
+        entries = map(_utc, self.entry_at.tolist())
+        exits = map(_utc, self.exit_at.tolist())
+        values = (column.tolist() for column in self._values())
+        for row in zip(entries, exits, *values, strict=True):
+            yield Trade(*row)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TradeTable):
+            return NotImplemented
+        return all(
+            np.array_equal(getattr(self, name), getattr(other, name))
+            for name in _TRADE_KEYS
+        )
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -78,28 +275,114 @@ class EquityPoint:
     equity: float
 
 
+@dataclass(frozen=True, eq=False)
+class EquityCurve(Sequence[EquityPoint]):
+    """Equity at candle closes: `at` in epoch seconds, both of shape (n,)."""
+
+    at: IntArray
+    equity: FloatArray
+
+    @classmethod
+    def of(cls, points: Iterable[EquityPoint]) -> EquityCurve:
+        pairs = [(_seconds(p.at), p.equity) for p in points]
+        return cls(
+            np.asarray([at for at, _ in pairs], dtype=np.int64),
+            np.asarray([equity for _, equity in pairs], dtype=np.float64),
+        )
+
+    @classmethod
+    def from_pairs(cls, pairs: Sequence[Sequence[Any]]) -> EquityCurve:
+        """A curve from its `to_pairs` form."""
+        return cls(
+            np.asarray(_parse_times([at for at, _ in pairs]), dtype=np.int64),
+            np.asarray([equity for _, equity in pairs], dtype=np.float64),
+        )
+
+    def to_pairs(self) -> list[list[Any]]:
+        """[ISO 8601 time, equity] per point."""
+        return [
+            [at, value]
+            for at, value in zip(_iso_times(self.at), self.equity.tolist(), strict=True)
+        ]
+
+    def __len__(self) -> int:
+        return int(self.equity.shape[0])
+
+    @overload
+    def __getitem__(self, index: int) -> EquityPoint: ...
+    @overload
+    def __getitem__(self, index: slice) -> EquityCurve: ...
+    def __getitem__(self, index: int | slice) -> EquityPoint | EquityCurve:
+        if isinstance(index, slice):
+            return EquityCurve(self.at[index], self.equity[index])
+        return EquityPoint(_utc(int(self.at[index])), float(self.equity[index]))
+
+    def __iter__(self) -> Iterator[EquityPoint]:
+        times = map(_utc, self.at.tolist())
+        for at, value in zip(times, self.equity.tolist(), strict=True):
+            yield EquityPoint(at, value)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, EquityCurve):
+            return NotImplemented
+        return np.array_equal(self.at, other.at) and np.array_equal(
+            self.equity, other.equity
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 @dataclass(frozen=True)
 class BacktestResult:
     """Metrics, closed trades in time order, and the downsampled equity curve."""
 
     metrics: Metrics
-    trades: tuple[Trade, ...]
-    equity_curve: tuple[EquityPoint, ...]
+    trades: TradeTable
+    equity_curve: EquityCurve
+    metric_definitions: Mapping[str, str] = field(
+        default_factory=lambda: METRIC_DEFINITIONS
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "metrics": self.metrics.to_dict(),
-            "trades": [t.to_dict() for t in self.trades],
-            "equity_curve": [[p.at.isoformat(), p.equity] for p in self.equity_curve],
+            "trades": self.trades.to_dicts(),
+            "equity_curve": self.equity_curve.to_pairs(),
+            "metric_definitions": dict(self.metric_definitions),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> BacktestResult:
+        """A result from `to_dict` form, also as stored before newer fields.
+
+        The store keeps no definitions; a result without them gets the
+        current `METRIC_DEFINITIONS`.
+        """
         return cls(
             metrics=Metrics.from_dict(data["metrics"]),
-            trades=tuple(Trade.from_dict(t) for t in data["trades"]),
-            equity_curve=tuple(
-                EquityPoint(datetime.fromisoformat(at), equity)
-                for at, equity in data["equity_curve"]
-            ),
+            trades=TradeTable.from_dicts(data["trades"]),
+            equity_curve=EquityCurve.from_pairs(data["equity_curve"]),
+            metric_definitions=data.get("metric_definitions") or METRIC_DEFINITIONS,
         )
+
+
+def _utc(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def _seconds(at: datetime) -> int:
+    # A time without an offset is UTC, as everywhere in the engine.
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return int(at.timestamp())
+
+
+def _iso_times(seconds: IntArray) -> list[str]:
+    # The same text as datetime.isoformat() of an aware UTC time with whole
+    # seconds, made for the whole column at once.
+    stamps = np.datetime_as_string(seconds.astype("datetime64[s]"), unit="s")
+    return [f"{stamp}+00:00" for stamp in stamps.tolist()]
+
+
+def _parse_times(texts: Sequence[str]) -> list[int]:
+    return [_seconds(datetime.fromisoformat(text)) for text in texts]

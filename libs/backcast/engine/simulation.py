@@ -5,8 +5,10 @@
 - A change of target is a market order that fills at the open of candle
   t + 1 (or, with `fill_at_close`, at the close of t); a decision on the
   last candle never fills.
-- Entries go all-in with whole units: units = floor(cash * (1 - 2**-52) /
-  (price * (1 + commission))) at the fill price. The 2**-52 shave keeps
+- Entries commit a fraction of equity (`position_fraction`, all of it by
+  default) in whole units: units = floor(equity * fraction * (1 - 2**-52) /
+  (price * (1 + commission))) at the fill price; entries start flat, so
+  equity is the cash held. The 2**-52 shave keeps
   rounding from spending a cent more than the cash held. An entry that
   cannot buy one unit is skipped; the strategy's next change of target
   decides again. With `fractional`, units are not rounded down.
@@ -62,7 +64,9 @@ class Simulation:
     `trade_candles` has shape (n_trades, 2): entry and exit fill candles;
     `trade_values` has shape (n_trades, 5): entry price, exit price, units
     (negative for a short), pnl in money and pnl as a fraction of the entry
-    notional.
+    notional. `open_trade_pnl` is the pnl of a position still open after the
+    last candle, marked at the last close (entry commission included); 0.0
+    when flat.
     """
 
     equity: FloatArray
@@ -72,6 +76,7 @@ class Simulation:
     trade_candles: IntArray
     trade_values: FloatArray
     commissions_paid: float
+    open_trade_pnl: float
 
     @property
     def n_trades(self) -> int:
@@ -122,6 +127,7 @@ def simulate(
     shorts: bool = False,
     stop_loss: float = 0.0,
     take_profit: float = 0.0,
+    position_fraction: float = 1.0,
 ) -> Simulation:
     """Fill the changes of `target` under the execution model of this module.
 
@@ -138,20 +144,29 @@ def simulate(
         raise ValueError(f"stop_loss {stop_loss} must be in [0, 1)")
     if not take_profit >= 0.0:
         raise ValueError(f"take_profit {take_profit} must be at least 0")
+    if not 0.0 < position_fraction <= 1.0:
+        raise ValueError(f"position_fraction {position_fraction} must be in (0, 1]")
 
-    equity, fill_candles, fill_states, trade_candles, trade_values, commissions = (
-        kernels.fill_orders(
-            np.ascontiguousarray(target, dtype=np.float64),
-            candles.open,
-            candles.high,
-            candles.low,
-            candles.close,
-            (costs.commission, costs.slippage_bps / 1e4),
-            initial_cash,
-            fill_at_close,
-            fractional,
-            (stop_loss, take_profit),
-        )
+    (
+        equity,
+        fill_candles,
+        fill_states,
+        trade_candles,
+        trade_values,
+        commissions,
+        open_pnl,
+    ) = kernels.fill_orders(
+        np.ascontiguousarray(target, dtype=np.float64),
+        candles.open,
+        candles.high,
+        candles.low,
+        candles.close,
+        (costs.commission, costs.slippage_bps / 1e4),
+        initial_cash,
+        fill_at_close,
+        fractional,
+        (stop_loss, take_profit),
+        position_fraction,
     )
     return Simulation(
         equity=equity,
@@ -161,4 +176,5 @@ def simulate(
         trade_candles=trade_candles,
         trade_values=trade_values,
         commissions_paid=commissions,
+        open_trade_pnl=open_pnl,
     )

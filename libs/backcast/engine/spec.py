@@ -67,15 +67,23 @@ class ParamSpec:
     low: float = 0.0
     high: float = 0.0
     choices: tuple[str, ...] = ()
+    # An open bound excludes its value: (0, 50) rather than [0, 50].
+    low_open: bool = False
+    high_open: bool = False
 
 
 @dataclass(frozen=True)
 class StrategyInfo:
-    """A registered strategy: its name, a one-line summary and parameters."""
+    """A registered strategy: its name, a one-line summary and parameters.
+
+    `supports_short` tells whether it has a short rule, the mirror of its
+    long one, for the long_short direction.
+    """
 
     name: str
     description: str
     params: tuple[ParamSpec, ...]
+    supports_short: bool = True
 
 
 STRATEGIES: dict[str, StrategyInfo] = {
@@ -100,9 +108,121 @@ STRATEGIES: dict[str, StrategyInfo] = {
             "buy_and_hold",
             "buy at the first candle and hold to the end (the benchmark)",
             (),
+            supports_short=False,
+        ),
+        StrategyInfo(
+            "rsi_mean_reversion",
+            "long below the oversold RSI until it rises above overbought",
+            (
+                ParamSpec("period", "int", 14, "RSI length, candles", 2, 1000),
+                ParamSpec(
+                    "oversold",
+                    "float",
+                    30.0,
+                    "RSI below which to enter long",
+                    0,
+                    50,
+                    low_open=True,
+                    high_open=True,
+                ),
+                ParamSpec(
+                    "overbought",
+                    "float",
+                    70.0,
+                    "RSI above which to exit (or enter short)",
+                    50,
+                    100,
+                    low_open=True,
+                    high_open=True,
+                ),
+            ),
+        ),
+        StrategyInfo(
+            "bollinger_breakout",
+            "long on a close above the upper band until one below the middle",
+            (
+                ParamSpec("period", "int", 20, "middle band window, candles", 2, 10000),
+                ParamSpec(
+                    "width",
+                    "float",
+                    2.0,
+                    "band width, standard deviations",
+                    0,
+                    10,
+                    low_open=True,
+                ),
+            ),
+        ),
+        StrategyInfo(
+            "macd_trend",
+            "long while the MACD line is above its signal line",
+            (
+                ParamSpec("fast_period", "int", 12, "fast average, candles", 1, 999),
+                ParamSpec("slow_period", "int", 26, "slow average, candles", 2, 1000),
+                ParamSpec(
+                    "signal_period", "int", 9, "signal average, candles", 1, 1000
+                ),
+            ),
+        ),
+        StrategyInfo(
+            "donchian_breakout",
+            "long on a close above the entry channel until one below the exit channel",
+            (
+                ParamSpec(
+                    "entry_period", "int", 20, "entry channel, candles", 2, 10000
+                ),
+                ParamSpec("exit_period", "int", 10, "exit channel, candles", 2, 10000),
+            ),
         ),
     )
 }
+
+FILLS = ("next_open", "close")
+UNITS = ("whole", "fractional")
+DIRECTIONS = ("long_only", "long_short")
+MAX_TAKE_PROFIT = 100.0
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How orders fill and positions are sized; see `backcast.engine.simulation`.
+
+    `fill` is one of FILLS, `units` of UNITS, `direction` of DIRECTIONS.
+    `position_fraction` is the fraction of equity an entry commits;
+    `stop_loss` and `take_profit` are fractions of the entry price, 0.0 for
+    none.
+    """
+
+    fill: str = "next_open"
+    units: str = "whole"
+    position_fraction: float = 1.0
+    direction: str = "long_only"
+    stop_loss: float = 0.0
+    take_profit: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "fill": self.fill,
+            "units": self.units,
+            "position_fraction": self.position_fraction,
+            "direction": self.direction,
+            "stop_loss": self.stop_loss,
+            "take_profit": self.take_profit,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Execution:
+        default = cls()
+        return cls(
+            fill=str(data.get("fill", default.fill)),
+            units=str(data.get("units", default.units)),
+            position_fraction=float(
+                data.get("position_fraction", default.position_fraction)
+            ),
+            direction=str(data.get("direction", default.direction)),
+            stop_loss=float(data.get("stop_loss", default.stop_loss)),
+            take_profit=float(data.get("take_profit", default.take_profit)),
+        )
 
 
 @dataclass(frozen=True)
@@ -132,6 +252,7 @@ class BacktestSpec:
     end_at: datetime
     costs: Costs = Costs()
     initial_cash: float = DEFAULT_INITIAL_CASH
+    execution: Execution = Execution()
 
     @property
     def n_candles(self) -> int:
@@ -154,6 +275,7 @@ class BacktestSpec:
                 "slippage_bps": self.costs.slippage_bps,
             },
             "initial_cash": self.initial_cash,
+            "execution": self.execution.to_dict(),
         }
 
     @classmethod
@@ -171,6 +293,8 @@ class BacktestSpec:
                 slippage_bps=float(costs.get("slippage_bps", 0.0)),
             ),
             initial_cash=float(data.get("initial_cash", DEFAULT_INITIAL_CASH)),
+            # Specs stored before execution options existed ran the defaults.
+            execution=Execution.from_dict(data.get("execution", {})),
         )
 
 
@@ -220,23 +344,41 @@ def _check_param(param: ParamSpec, value: Any) -> str | None:
         return f"{value} is not a finite number"
     if param.kind == "int" and value != int(value):
         return f"{value} is not a whole number"
-    if not param.low <= value <= param.high:
-        return f"{value} is outside [{param.low:g}, {param.high:g}]"
+    too_low = value <= param.low if param.low_open else value < param.low
+    too_high = value >= param.high if param.high_open else value > param.high
+    if too_low or too_high:
+        return f"{value} is outside {_range_text(param)}"
     return None
+
+
+def _range_text(param: ParamSpec) -> str:
+    opening = "(" if param.low_open else "["
+    closing = ")" if param.high_open else "]"
+    return f"{opening}{param.low:g}, {param.high:g}{closing}"
+
+
+# Pairs of parameters where the first must be below the second.
+_ORDERED_PARAMS = {
+    "moving_average_crossover": ("fast_period", "slow_period"),
+    "macd_trend": ("fast_period", "slow_period"),
+    "rsi_mean_reversion": ("oversold", "overbought"),
+}
 
 
 def _check_cross_params(
     name: str, params: Mapping[str, Any], path: str
 ) -> list[FieldViolation]:
-    if name == "moving_average_crossover":
-        fast, slow = params.get("fast_period"), params.get("slow_period")
-        if fast is not None and slow is not None and fast >= slow:
-            return [
-                FieldViolation(
-                    f"{path}.slow_period",
-                    f"slow_period {slow} must be greater than fast_period {fast}",
-                )
-            ]
+    if name not in _ORDERED_PARAMS:
+        return []
+    lower, upper = _ORDERED_PARAMS[name]
+    low, high = params.get(lower), params.get(upper)
+    if low is not None and high is not None and low >= high:
+        return [
+            FieldViolation(
+                f"{path}.{upper}",
+                f"{upper} {high} must be greater than {lower} {low}",
+            )
+        ]
     return []
 
 
@@ -245,7 +387,51 @@ def validate_spec(spec: BacktestSpec, path: str = "spec") -> list[FieldViolation
     return [
         *check_market(spec.instrument, spec.costs, spec.initial_cash, path),
         *_check_period(spec, path),
+        *check_execution(spec.execution, spec.strategy.name, f"{path}.execution"),
     ]
+
+
+def check_execution(
+    execution: Execution, strategy: str, path: str = "spec.execution"
+) -> list[FieldViolation]:
+    """Problems of the execution options of a backtest of `strategy`."""
+    violations = [
+        FieldViolation(f"{path}.{name}", f'"{value}" is not one of {", ".join(ok)}')
+        for name, value, ok in (
+            ("fill", execution.fill, FILLS),
+            ("units", execution.units, UNITS),
+            ("direction", execution.direction, DIRECTIONS),
+        )
+        if value not in ok
+    ]
+    info = STRATEGIES.get(strategy)
+    if execution.direction == "long_short" and info and not info.supports_short:
+        violations.append(
+            FieldViolation(
+                f"{path}.direction",
+                f"{strategy} has no short rule; use long_only",
+            )
+        )
+
+    fraction = execution.position_fraction
+    if not (math.isfinite(fraction) and 0 < fraction <= 1):
+        violations.append(
+            FieldViolation(f"{path}.position_fraction", f"{fraction} is outside (0, 1]")
+        )
+    stop_loss = execution.stop_loss
+    if not (math.isfinite(stop_loss) and 0 <= stop_loss < 1):
+        violations.append(
+            FieldViolation(f"{path}.stop_loss", f"{stop_loss} is outside [0, 1)")
+        )
+    take_profit = execution.take_profit
+    if not (math.isfinite(take_profit) and 0 <= take_profit <= MAX_TAKE_PROFIT):
+        violations.append(
+            FieldViolation(
+                f"{path}.take_profit",
+                f"{take_profit} is outside [0, {MAX_TAKE_PROFIT:g}]",
+            )
+        )
+    return violations
 
 
 def check_market(

@@ -1,15 +1,18 @@
 """Importing this module compiles or loads every engine kernel ahead of use.
 
 Worker slots preload it in their fork server, so each slot starts with the
-kernels in memory and the first backtest pays no compilation.
+kernels in memory and the first backtest pays no compilation. It also sets
+the allocator to keep freed array memory (`backcast.engine.memory`), which
+the slots inherit.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from backcast.engine import kernels
-from backcast.engine.candles import FloatArray
+from backcast.engine import kernels, signal_kernels
+from backcast.engine.candles import FloatArray, IntArray
+from backcast.engine.memory import retain_freed_memory
 
 
 def warm_kernels() -> None:
@@ -31,9 +34,25 @@ def warm_kernels() -> None:
             False,
             False,
             (0.0, 0.0),
+            1.0,
         )
-        kernels.equity_statistics(equity)
-        kernels.equity_statistics(_read_only(equity))
+        times = np.arange(8, dtype=np.int64) * 3_600
+        for values in (equity, _read_only(equity)):
+            for stamps in (times, _read_only_times(times)):
+                kernels.drawdown_statistics(stamps, values)
+                kernels.daily_closes(stamps, values)
+        _warm_signal_kernels(prices)
+
+
+def _warm_signal_kernels(prices: FloatArray) -> None:
+    rsi = signal_kernels.wilder_rsi(prices, 2)
+    signal_kernels.rolling_deviation(prices, 2)
+    signal_kernels.prior_extreme(prices, 2, True)
+    rising = rsi > 50.0
+    signal_kernels.held_target(rising, ~rising, ~rising, rising, 2, True)
+    # The lines are the engine's own arrays; only the closes may be read-only.
+    line = np.array(prices)
+    signal_kernels.macd_target(line, line, line[2:], prices, 1e-12, True)
 
 
 def _read_only(values: FloatArray) -> FloatArray:
@@ -42,4 +61,11 @@ def _read_only(values: FloatArray) -> FloatArray:
     return view
 
 
+def _read_only_times(values: IntArray) -> IntArray:
+    view = values.view()
+    view.flags.writeable = False
+    return view
+
+
+retain_freed_memory()
 warm_kernels()

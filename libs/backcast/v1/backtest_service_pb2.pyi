@@ -465,3 +465,143 @@ class WatchBacktestResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WatchBacktestResponse: _TypeAlias = WatchBacktestResponse  # noqa: Y015
+
+@_typing.final
+class ListStrategiesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListStrategiesRequest: _TypeAlias = ListStrategiesRequest  # noqa: Y015
+
+@_typing.final
+class ListStrategiesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STRATEGIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def strategies(self) -> _containers.RepeatedCompositeFieldContainer[Global___StrategyDescription]: ...
+    def __init__(
+        self,
+        *,
+        strategies: _abc.Iterable[Global___StrategyDescription] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["strategies", b"strategies"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListStrategiesResponse: _TypeAlias = ListStrategiesResponse  # noqa: Y015
+
+@_typing.final
+class StrategyDescription(_message.Message):
+    """A registered strategy: the name of its field in Strategy, and its
+    parameters.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    PARAMETERS_FIELD_NUMBER: _builtins.int
+    SUPPORTS_SHORT_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Field name in Strategy, e.g. "moving_average_crossover"."""
+    description: _builtins.str
+    """One line on what it does."""
+    supports_short: _builtins.bool
+    """True when it accepts DIRECTION_LONG_SHORT."""
+    @_builtins.property
+    def parameters(self) -> _containers.RepeatedCompositeFieldContainer[Global___ParameterDescription]: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        description: _builtins.str = ...,
+        parameters: _abc.Iterable[Global___ParameterDescription] | None = ...,
+        supports_short: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "name", b"name", "parameters", b"parameters", "supports_short", b"supports_short"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StrategyDescription: _TypeAlias = StrategyDescription  # noqa: Y015
+
+@_typing.final
+class ParameterDescription(_message.Message):
+    """One strategy parameter and the values it accepts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Kind:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _KindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[ParameterDescription._Kind.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        KIND_UNSPECIFIED: ParameterDescription._Kind.ValueType  # 0
+        KIND_INTEGER: ParameterDescription._Kind.ValueType  # 1
+        KIND_NUMBER: ParameterDescription._Kind.ValueType  # 2
+        KIND_CHOICE: ParameterDescription._Kind.ValueType  # 3
+        """One of `choices`."""
+
+    class Kind(_Kind, metaclass=_KindEnumTypeWrapper):
+        """What kind of value a parameter takes."""
+
+    KIND_UNSPECIFIED: ParameterDescription.Kind.ValueType  # 0
+    KIND_INTEGER: ParameterDescription.Kind.ValueType  # 1
+    KIND_NUMBER: ParameterDescription.Kind.ValueType  # 2
+    KIND_CHOICE: ParameterDescription.Kind.ValueType  # 3
+    """One of `choices`."""
+
+    NAME_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    DEFAULT_NUMBER_FIELD_NUMBER: _builtins.int
+    DEFAULT_CHOICE_FIELD_NUMBER: _builtins.int
+    MINIMUM_FIELD_NUMBER: _builtins.int
+    MAXIMUM_FIELD_NUMBER: _builtins.int
+    CHOICES_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    kind: Global___ParameterDescription.Kind.ValueType
+    description: _builtins.str
+    default_number: _builtins.float
+    """Default of a number parameter (0 on the wire also means this)."""
+    default_choice: _builtins.str
+    """Default of a choice parameter."""
+    minimum: _builtins.float
+    """Inclusive bounds of a number parameter."""
+    maximum: _builtins.float
+    @_builtins.property
+    def choices(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Allowed values of a choice parameter (lowercase enum suffixes)."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        kind: Global___ParameterDescription.Kind.ValueType = ...,
+        description: _builtins.str = ...,
+        default_number: _builtins.float = ...,
+        default_choice: _builtins.str = ...,
+        minimum: _builtins.float = ...,
+        maximum: _builtins.float = ...,
+        choices: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["choices", b"choices", "default_choice", b"default_choice", "default_number", b"default_number", "description", b"description", "kind", b"kind", "maximum", b"maximum", "minimum", b"minimum", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ParameterDescription: _TypeAlias = ParameterDescription  # noqa: Y015

@@ -75,6 +75,11 @@ class BacktestServiceStub:
                 request_serializer=backcast_dot_v1_dot_backtest__service__pb2.WatchBacktestRequest.SerializeToString,
                 response_deserializer=backcast_dot_v1_dot_backtest__service__pb2.WatchBacktestResponse.FromString,
                 _registered_method=True)
+        self.ListStrategies = channel.unary_unary(
+                '/backcast.v1.BacktestService/ListStrategies',
+                request_serializer=backcast_dot_v1_dot_backtest__service__pb2.ListStrategiesRequest.SerializeToString,
+                response_deserializer=backcast_dot_v1_dot_backtest__service__pb2.ListStrategiesResponse.FromString,
+                _registered_method=True)
 
 
 class BacktestServiceServicer:
@@ -140,6 +145,14 @@ class BacktestServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListStrategies(self, request, context):
+        """The registered strategies with each parameter's type, default and
+        bounds, so that clients can build forms.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BacktestServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -172,6 +185,11 @@ def add_BacktestServiceServicer_to_server(servicer, server):
                     servicer.WatchBacktest,
                     request_deserializer=backcast_dot_v1_dot_backtest__service__pb2.WatchBacktestRequest.FromString,
                     response_serializer=backcast_dot_v1_dot_backtest__service__pb2.WatchBacktestResponse.SerializeToString,
+            ),
+            'ListStrategies': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListStrategies,
+                    request_deserializer=backcast_dot_v1_dot_backtest__service__pb2.ListStrategiesRequest.FromString,
+                    response_serializer=backcast_dot_v1_dot_backtest__service__pb2.ListStrategiesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -347,6 +365,33 @@ class BacktestService:
             '/backcast.v1.BacktestService/WatchBacktest',
             backcast_dot_v1_dot_backtest__service__pb2.WatchBacktestRequest.SerializeToString,
             backcast_dot_v1_dot_backtest__service__pb2.WatchBacktestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListStrategies(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backcast.v1.BacktestService/ListStrategies',
+            backcast_dot_v1_dot_backtest__service__pb2.ListStrategiesRequest.SerializeToString,
+            backcast_dot_v1_dot_backtest__service__pb2.ListStrategiesResponse.FromString,
             options,
             channel_credentials,
             insecure,

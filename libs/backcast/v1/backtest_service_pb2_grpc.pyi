@@ -68,6 +68,10 @@ class BacktestServiceStub:
     """Sends the backtest now, then again at every change of state or
     progress, and ends after a terminal state.
     """
+    ListStrategies: _grpc.UnaryUnaryMultiCallable[_backtest_service_pb2.ListStrategiesRequest, _backtest_service_pb2.ListStrategiesResponse]
+    """The registered strategies with each parameter's type, default and
+    bounds, so that clients can build forms.
+    """
 
 @_typing.type_check_only
 class BacktestServiceAsyncStub(BacktestServiceStub):
@@ -108,6 +112,10 @@ class BacktestServiceAsyncStub(BacktestServiceStub):
     WatchBacktest: _aio.UnaryStreamMultiCallable[_backtest_service_pb2.WatchBacktestRequest, _backtest_service_pb2.WatchBacktestResponse]  # type: ignore[assignment]
     """Sends the backtest now, then again at every change of state or
     progress, and ends after a terminal state.
+    """
+    ListStrategies: _aio.UnaryUnaryMultiCallable[_backtest_service_pb2.ListStrategiesRequest, _backtest_service_pb2.ListStrategiesResponse]  # type: ignore[assignment]
+    """The registered strategies with each parameter's type, default and
+    bounds, so that clients can build forms.
     """
 
 class BacktestServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -182,6 +190,16 @@ class BacktestServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_backtest_service_pb2.WatchBacktestResponse], _abc.AsyncIterator[_backtest_service_pb2.WatchBacktestResponse]]:
         """Sends the backtest now, then again at every change of state or
         progress, and ends after a terminal state.
+        """
+
+    @_abc_1.abstractmethod
+    def ListStrategies(
+        self,
+        request: _backtest_service_pb2.ListStrategiesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_backtest_service_pb2.ListStrategiesResponse, _abc.Awaitable[_backtest_service_pb2.ListStrategiesResponse]]:
+        """The registered strategies with each parameter's type, default and
+        bounds, so that clients can build forms.
         """
 
 def add_BacktestServiceServicer_to_server(servicer: BacktestServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x62\x61\x63kcast/v1/result.proto\x12\x0b\x62\x61\x63kcast.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdd\x02\n\x07Metrics\x12\x14\n\x0ctotal_return\x18\x01 \x01(\x01\x12\x0c\n\x04\x63\x61gr\x18\x02 \x01(\x01\x12\x1d\n\x15\x61nnualized_volatility\x18\x03 \x01(\x01\x12\x14\n\x0csharpe_ratio\x18\x04 \x01(\x01\x12\x14\n\x0cmax_drawdown\x18\x05 \x01(\x01\x12\x1c\n\x14max_drawdown_candles\x18\x06 \x01(\x03\x12\x10\n\x08n_trades\x18\x07 \x01(\x03\x12\x10\n\x08win_rate\x18\x08 \x01(\x01\x12\x15\n\rprofit_factor\x18\t \x01(\x01\x12\x10\n\x08\x65xposure\x18\n \x01(\x01\x12\x18\n\x10\x63ommissions_paid\x18\x0b \x01(\x01\x12\x1b\n\x13\x62uy_and_hold_return\x18\x0c \x01(\x01\x12\x14\n\x0c\x66inal_equity\x18\r \x01(\x01\x12\x11\n\tn_candles\x18\x0e \x01(\x03\x12\x18\n\x10periods_per_year\x18\x0f \x01(\x01\"\xc4\x01\n\x05Trade\x12.\n\nentry_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\texit_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x65ntry_price\x18\x03 \x01(\x01\x12\x12\n\nexit_price\x18\x04 \x01(\x01\x12\r\n\x05units\x18\x05 \x01(\x01\x12\x0b\n\x03pnl\x18\x06 \x01(\x01\x12\x17\n\x0freturn_fraction\x18\x07 \x01(\x01\"G\n\x0b\x45quityPoint\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x65quity\x18\x02 \x01(\x01\"\x8b\x01\n\x0e\x42\x61\x63ktestResult\x12%\n\x07metrics\x18\x01 \x01(\x0b\x32\x14.backcast.v1.Metrics\x12\"\n\x06trades\x18\x02 \x03(\x0b\x32\x12.backcast.v1.Trade\x12.\n\x0c\x65quity_curve\x18\x03 \x03(\x0b\x32\x18.backcast.v1.EquityPointBO\n\x0f\x64\x65v.backcast.v1P\x01Z:github.com/backcast/backcast/gen/go/backcast/v1;backcastv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x62\x61\x63kcast/v1/result.proto\x12\x0b\x62\x61\x63kcast.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa6\x04\n\x07Metrics\x12\x14\n\x0ctotal_return\x18\x01 \x01(\x01\x12\x0c\n\x04\x63\x61gr\x18\x02 \x01(\x01\x12\x1d\n\x15\x61nnualized_volatility\x18\x03 \x01(\x01\x12\x14\n\x0csharpe_ratio\x18\x04 \x01(\x01\x12\x14\n\x0cmax_drawdown\x18\x05 \x01(\x01\x12\x1c\n\x14max_drawdown_candles\x18\x06 \x01(\x03\x12\x10\n\x08n_trades\x18\x07 \x01(\x03\x12\x10\n\x08win_rate\x18\x08 \x01(\x01\x12\x15\n\rprofit_factor\x18\t \x01(\x01\x12\x10\n\x08\x65xposure\x18\n \x01(\x01\x12\x18\n\x10\x63ommissions_paid\x18\x0b \x01(\x01\x12\x1b\n\x13\x62uy_and_hold_return\x18\x0c \x01(\x01\x12\x14\n\x0c\x66inal_equity\x18\r \x01(\x01\x12\x11\n\tn_candles\x18\x0e \x01(\x03\x12\x18\n\x10periods_per_year\x18\x0f \x01(\x01\x12\x15\n\rsortino_ratio\x18\x10 \x01(\x01\x12\x14\n\x0c\x63\x61lmar_ratio\x18\x11 \x01(\x01\x12\x1c\n\x14max_drawdown_seconds\x18\x12 \x01(\x03\x12\x12\n\nexpectancy\x18\x13 \x01(\x01\x12\x19\n\x11\x65xpectancy_return\x18\x14 \x01(\x01\x12\x19\n\x11\x62\x65st_trade_return\x18\x15 \x01(\x01\x12\x1a\n\x12worst_trade_return\x18\x16 \x01(\x01\x12\x16\n\x0eopen_trade_pnl\x18\x17 \x01(\x01\"\xc4\x01\n\x05Trade\x12.\n\nentry_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\texit_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x65ntry_price\x18\x03 \x01(\x01\x12\x12\n\nexit_price\x18\x04 \x01(\x01\x12\r\n\x05units\x18\x05 \x01(\x01\x12\x0b\n\x03pnl\x18\x06 \x01(\x01\x12\x17\n\x0freturn_fraction\x18\x07 \x01(\x01\"G\n\x0b\x45quityPoint\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x65quity\x18\x02 \x01(\x01\"\x95\x02\n\x0e\x42\x61\x63ktestResult\x12%\n\x07metrics\x18\x01 \x01(\x0b\x32\x14.backcast.v1.Metrics\x12\"\n\x06trades\x18\x02 \x03(\x0b\x32\x12.backcast.v1.Trade\x12.\n\x0c\x65quity_curve\x18\x03 \x03(\x0b\x32\x18.backcast.v1.EquityPoint\x12N\n\x12metric_definitions\x18\x04 \x03(\x0b\x32\x32.backcast.v1.BacktestResult.MetricDefinitionsEntry\x1a\x38\n\x16MetricDefinitionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42O\n\x0f\x64\x65v.backcast.v1P\x01Z:github.com/backcast/backcast/gen/go/backcast/v1;backcastv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,12 +33,16 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'backcast.v1.result_pb2', _g
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\017dev.backcast.v1P\001Z:github.com/backcast/backcast/gen/go/backcast/v1;backcastv1'
+  _globals['_BACKTESTRESULT_METRICDEFINITIONSENTRY']._loaded_options = None
+  _globals['_BACKTESTRESULT_METRICDEFINITIONSENTRY']._serialized_options = b'8\001'
   _globals['_METRICS']._serialized_start=75
-  _globals['_METRICS']._serialized_end=424
-  _globals['_TRADE']._serialized_start=427
-  _globals['_TRADE']._serialized_end=623
-  _globals['_EQUITYPOINT']._serialized_start=625
-  _globals['_EQUITYPOINT']._serialized_end=696
-  _globals['_BACKTESTRESULT']._serialized_start=699
-  _globals['_BACKTESTRESULT']._serialized_end=838
+  _globals['_METRICS']._serialized_end=625
+  _globals['_TRADE']._serialized_start=628
+  _globals['_TRADE']._serialized_end=824
+  _globals['_EQUITYPOINT']._serialized_start=826
+  _globals['_EQUITYPOINT']._serialized_end=897
+  _globals['_BACKTESTRESULT']._serialized_start=900
+  _globals['_BACKTESTRESULT']._serialized_end=1177
+  _globals['_BACKTESTRESULT_METRICDEFINITIONSENTRY']._serialized_start=1121
+  _globals['_BACKTESTRESULT_METRICDEFINITIONSENTRY']._serialized_end=1177
 # @@protoc_insertion_point(module_scope)

@@ -40,15 +40,25 @@ class Metrics(_message.Message):
     FINAL_EQUITY_FIELD_NUMBER: _builtins.int
     N_CANDLES_FIELD_NUMBER: _builtins.int
     PERIODS_PER_YEAR_FIELD_NUMBER: _builtins.int
+    SORTINO_RATIO_FIELD_NUMBER: _builtins.int
+    CALMAR_RATIO_FIELD_NUMBER: _builtins.int
+    MAX_DRAWDOWN_SECONDS_FIELD_NUMBER: _builtins.int
+    EXPECTANCY_FIELD_NUMBER: _builtins.int
+    EXPECTANCY_RETURN_FIELD_NUMBER: _builtins.int
+    BEST_TRADE_RETURN_FIELD_NUMBER: _builtins.int
+    WORST_TRADE_RETURN_FIELD_NUMBER: _builtins.int
+    OPEN_TRADE_PNL_FIELD_NUMBER: _builtins.int
     total_return: _builtins.float
     """Final equity over initial cash, minus one."""
     cagr: _builtins.float
     """Compound annual growth rate over calendar years of 365.25 days."""
     annualized_volatility: _builtins.float
-    """Standard deviation of per-candle returns, annualized."""
+    """Sample standard deviation of daily returns (equity at each UTC day's
+    last close) times sqrt(periods_per_year); 0 with fewer than two days.
+    """
     sharpe_ratio: _builtins.float
-    """Mean over standard deviation of per-candle returns, annualized; 0 when
-    the equity never moves.
+    """Mean over sample standard deviation of daily returns, times
+    sqrt(periods_per_year); 0 when the equity never moves.
     """
     max_drawdown: _builtins.float
     """Largest peak-to-trough fall of equity, as a positive fraction."""
@@ -71,7 +81,26 @@ class Metrics(_message.Message):
     n_candles: _builtins.int
     """Candles in the backtested period."""
     periods_per_year: _builtins.float
-    """Periods per year used to annualize (candles per year of the interval)."""
+    """Days per year used to annualize: 365 for round-the-clock markets
+    (synthetic series, or data trading on weekends), 252 otherwise.
+    """
+    sortino_ratio: _builtins.float
+    """Like sharpe_ratio, but over the downside deviation of daily returns."""
+    calmar_ratio: _builtins.float
+    """CAGR over max_drawdown; 0 without a drawdown."""
+    max_drawdown_seconds: _builtins.int
+    """Longest stretch below a previous equity peak, in seconds."""
+    expectancy: _builtins.float
+    """Mean pnl of closed trades, quote currency."""
+    expectancy_return: _builtins.float
+    """Mean return_fraction of closed trades."""
+    best_trade_return: _builtins.float
+    """Best and worst return_fraction of closed trades."""
+    worst_trade_return: _builtins.float
+    open_trade_pnl: _builtins.float
+    """Unrealized pnl of a position still open at the end (marked at the last
+    close); not counted in any trade statistic.
+    """
     def __init__(
         self,
         *,
@@ -90,10 +119,18 @@ class Metrics(_message.Message):
         final_equity: _builtins.float = ...,
         n_candles: _builtins.int = ...,
         periods_per_year: _builtins.float = ...,
+        sortino_ratio: _builtins.float = ...,
+        calmar_ratio: _builtins.float = ...,
+        max_drawdown_seconds: _builtins.int = ...,
+        expectancy: _builtins.float = ...,
+        expectancy_return: _builtins.float = ...,
+        best_trade_return: _builtins.float = ...,
+        worst_trade_return: _builtins.float = ...,
+        open_trade_pnl: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["annualized_volatility", b"annualized_volatility", "buy_and_hold_return", b"buy_and_hold_return", "cagr", b"cagr", "commissions_paid", b"commissions_paid", "exposure", b"exposure", "final_equity", b"final_equity", "max_drawdown", b"max_drawdown", "max_drawdown_candles", b"max_drawdown_candles", "n_candles", b"n_candles", "n_trades", b"n_trades", "periods_per_year", b"periods_per_year", "profit_factor", b"profit_factor", "sharpe_ratio", b"sharpe_ratio", "total_return", b"total_return", "win_rate", b"win_rate"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["annualized_volatility", b"annualized_volatility", "best_trade_return", b"best_trade_return", "buy_and_hold_return", b"buy_and_hold_return", "cagr", b"cagr", "calmar_ratio", b"calmar_ratio", "commissions_paid", b"commissions_paid", "expectancy", b"expectancy", "expectancy_return", b"expectancy_return", "exposure", b"exposure", "final_equity", b"final_equity", "max_drawdown", b"max_drawdown", "max_drawdown_candles", b"max_drawdown_candles", "max_drawdown_seconds", b"max_drawdown_seconds", "n_candles", b"n_candles", "n_trades", b"n_trades", "open_trade_pnl", b"open_trade_pnl", "periods_per_year", b"periods_per_year", "profit_factor", b"profit_factor", "sharpe_ratio", b"sharpe_ratio", "sortino_ratio", b"sortino_ratio", "total_return", b"total_return", "win_rate", b"win_rate", "worst_trade_return", b"worst_trade_return"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -174,9 +211,30 @@ class BacktestResult(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class MetricDefinitionsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     METRICS_FIELD_NUMBER: _builtins.int
     TRADES_FIELD_NUMBER: _builtins.int
     EQUITY_CURVE_FIELD_NUMBER: _builtins.int
+    METRIC_DEFINITIONS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def metrics(self) -> Global___Metrics: ...
     @_builtins.property
@@ -189,16 +247,21 @@ class BacktestResult(_message.Message):
         lowest and highest value so drawdowns stay visible.
         """
 
+    @_builtins.property
+    def metric_definitions(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """How each metric was computed: metric field name -> formula, in words."""
+
     def __init__(
         self,
         *,
         metrics: Global___Metrics | None = ...,
         trades: _abc.Iterable[Global___Trade] | None = ...,
         equity_curve: _abc.Iterable[Global___EquityPoint] | None = ...,
+        metric_definitions: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["metrics", b"metrics"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["equity_curve", b"equity_curve", "metrics", b"metrics", "trades", b"trades"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["equity_curve", b"equity_curve", "metric_definitions", b"metric_definitions", "metrics", b"metrics", "trades", b"trades"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

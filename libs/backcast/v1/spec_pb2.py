@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x62\x61\x63kcast/v1/spec.proto\x12\x0b\x62\x61\x63kcast.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x91\x02\n\x0c\x42\x61\x63ktestSpec\x12\'\n\x08strategy\x18\x01 \x01(\x0b\x32\x15.backcast.v1.Strategy\x12\x12\n\ninstrument\x18\x02 \x01(\t\x12-\n\x08interval\x18\x03 \x01(\x0e\x32\x1b.backcast.v1.CandleInterval\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12!\n\x05\x63osts\x18\x06 \x01(\x0b\x32\x12.backcast.v1.Costs\x12\x14\n\x0cinitial_cash\x18\x07 \x01(\x01\"1\n\x05\x43osts\x12\x12\n\ncommission\x18\x01 \x01(\x01\x12\x14\n\x0cslippage_bps\x18\x02 \x01(\x01\"\x8c\x01\n\x08Strategy\x12G\n\x18moving_average_crossover\x18\x01 \x01(\x0b\x32#.backcast.v1.MovingAverageCrossoverH\x00\x12/\n\x0c\x62uy_and_hold\x18\x02 \x01(\x0b\x32\x17.backcast.v1.BuyAndHoldH\x00\x42\x06\n\x04kind\"p\n\x16MovingAverageCrossover\x12\x13\n\x0b\x66\x61st_period\x18\x01 \x01(\x05\x12\x13\n\x0bslow_period\x18\x02 \x01(\x05\x12,\n\x04kind\x18\x03 \x01(\x0e\x32\x1e.backcast.v1.MovingAverageKind\"\x0c\n\nBuyAndHold*\xf3\x01\n\x0e\x43\x61ndleInterval\x12\x1f\n\x1b\x43\x41NDLE_INTERVAL_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x43\x41NDLE_INTERVAL_ONE_MINUTE\x10\x01\x12 \n\x1c\x43\x41NDLE_INTERVAL_FIVE_MINUTES\x10\x02\x12#\n\x1f\x43\x41NDLE_INTERVAL_FIFTEEN_MINUTES\x10\x03\x12\x1c\n\x18\x43\x41NDLE_INTERVAL_ONE_HOUR\x10\x04\x12\x1e\n\x1a\x43\x41NDLE_INTERVAL_FOUR_HOURS\x10\x05\x12\x1b\n\x17\x43\x41NDLE_INTERVAL_ONE_DAY\x10\x06*}\n\x11MovingAverageKind\x12#\n\x1fMOVING_AVERAGE_KIND_UNSPECIFIED\x10\x00\x12\x1e\n\x1aMOVING_AVERAGE_KIND_SIMPLE\x10\x01\x12#\n\x1fMOVING_AVERAGE_KIND_EXPONENTIAL\x10\x02\x42O\n\x0f\x64\x65v.backcast.v1P\x01Z:github.com/backcast/backcast/gen/go/backcast/v1;backcastv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x62\x61\x63kcast/v1/spec.proto\x12\x0b\x62\x61\x63kcast.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbc\x02\n\x0c\x42\x61\x63ktestSpec\x12\'\n\x08strategy\x18\x01 \x01(\x0b\x32\x15.backcast.v1.Strategy\x12\x12\n\ninstrument\x18\x02 \x01(\t\x12-\n\x08interval\x18\x03 \x01(\x0e\x32\x1b.backcast.v1.CandleInterval\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12!\n\x05\x63osts\x18\x06 \x01(\x0b\x32\x12.backcast.v1.Costs\x12\x14\n\x0cinitial_cash\x18\x07 \x01(\x01\x12)\n\texecution\x18\x08 \x01(\x0b\x32\x16.backcast.v1.Execution\"\xbd\x01\n\tExecution\x12\x1f\n\x04\x66ill\x18\x01 \x01(\x0e\x32\x11.backcast.v1.Fill\x12!\n\x05units\x18\x02 \x01(\x0e\x32\x12.backcast.v1.Units\x12\x19\n\x11position_fraction\x18\x03 \x01(\x01\x12)\n\tdirection\x18\x04 \x01(\x0e\x32\x16.backcast.v1.Direction\x12\x11\n\tstop_loss\x18\x05 \x01(\x01\x12\x13\n\x0btake_profit\x18\x06 \x01(\x01\"1\n\x05\x43osts\x12\x12\n\ncommission\x18\x01 \x01(\x01\x12\x14\n\x0cslippage_bps\x18\x02 \x01(\x01\"\xf1\x02\n\x08Strategy\x12G\n\x18moving_average_crossover\x18\x01 \x01(\x0b\x32#.backcast.v1.MovingAverageCrossoverH\x00\x12/\n\x0c\x62uy_and_hold\x18\x02 \x01(\x0b\x32\x17.backcast.v1.BuyAndHoldH\x00\x12;\n\x12rsi_mean_reversion\x18\x03 \x01(\x0b\x32\x1d.backcast.v1.RsiMeanReversionH\x00\x12<\n\x12\x62ollinger_breakout\x18\x04 \x01(\x0b\x32\x1e.backcast.v1.BollingerBreakoutH\x00\x12,\n\nmacd_trend\x18\x05 \x01(\x0b\x32\x16.backcast.v1.MacdTrendH\x00\x12:\n\x11\x64onchian_breakout\x18\x06 \x01(\x0b\x32\x1d.backcast.v1.DonchianBreakoutH\x00\x42\x06\n\x04kind\"p\n\x16MovingAverageCrossover\x12\x13\n\x0b\x66\x61st_period\x18\x01 \x01(\x05\x12\x13\n\x0bslow_period\x18\x02 \x01(\x05\x12,\n\x04kind\x18\x03 \x01(\x0e\x32\x1e.backcast.v1.MovingAverageKind\"\x0c\n\nBuyAndHold\"H\n\x10RsiMeanReversion\x12\x0e\n\x06period\x18\x01 \x01(\x05\x12\x10\n\x08oversold\x18\x02 \x01(\x01\x12\x12\n\noverbought\x18\x03 \x01(\x01\"2\n\x11\x42ollingerBreakout\x12\x0e\n\x06period\x18\x01 \x01(\x05\x12\r\n\x05width\x18\x02 \x01(\x01\"L\n\tMacdTrend\x12\x13\n\x0b\x66\x61st_period\x18\x01 \x01(\x05\x12\x13\n\x0bslow_period\x18\x02 \x01(\x05\x12\x15\n\rsignal_period\x18\x03 \x01(\x05\"=\n\x10\x44onchianBreakout\x12\x14\n\x0c\x65ntry_period\x18\x01 \x01(\x05\x12\x13\n\x0b\x65xit_period\x18\x02 \x01(\x05*@\n\x04\x46ill\x12\x14\n\x10\x46ILL_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x46ILL_NEXT_OPEN\x10\x01\x12\x0e\n\nFILL_CLOSE\x10\x02*E\n\x05Units\x12\x15\n\x11UNITS_UNSPECIFIED\x10\x00\x12\x0f\n\x0bUNITS_WHOLE\x10\x01\x12\x14\n\x10UNITS_FRACTIONAL\x10\x02*Y\n\tDirection\x12\x19\n\x15\x44IRECTION_UNSPECIFIED\x10\x00\x12\x17\n\x13\x44IRECTION_LONG_ONLY\x10\x01\x12\x18\n\x14\x44IRECTION_LONG_SHORT\x10\x02*\xf3\x01\n\x0e\x43\x61ndleInterval\x12\x1f\n\x1b\x43\x41NDLE_INTERVAL_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x43\x41NDLE_INTERVAL_ONE_MINUTE\x10\x01\x12 \n\x1c\x43\x41NDLE_INTERVAL_FIVE_MINUTES\x10\x02\x12#\n\x1f\x43\x41NDLE_INTERVAL_FIFTEEN_MINUTES\x10\x03\x12\x1c\n\x18\x43\x41NDLE_INTERVAL_ONE_HOUR\x10\x04\x12\x1e\n\x1a\x43\x41NDLE_INTERVAL_FOUR_HOURS\x10\x05\x12\x1b\n\x17\x43\x41NDLE_INTERVAL_ONE_DAY\x10\x06*}\n\x11MovingAverageKind\x12#\n\x1fMOVING_AVERAGE_KIND_UNSPECIFIED\x10\x00\x12\x1e\n\x1aMOVING_AVERAGE_KIND_SIMPLE\x10\x01\x12#\n\x1fMOVING_AVERAGE_KIND_EXPONENTIAL\x10\x02\x42O\n\x0f\x64\x65v.backcast.v1P\x01Z:github.com/backcast/backcast/gen/go/backcast/v1;backcastv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,18 +33,34 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'backcast.v1.spec_pb2', _glo
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\017dev.backcast.v1P\001Z:github.com/backcast/backcast/gen/go/backcast/v1;backcastv1'
-  _globals['_CANDLEINTERVAL']._serialized_start=671
-  _globals['_CANDLEINTERVAL']._serialized_end=914
-  _globals['_MOVINGAVERAGEKIND']._serialized_start=916
-  _globals['_MOVINGAVERAGEKIND']._serialized_end=1041
+  _globals['_FILL']._serialized_start=1401
+  _globals['_FILL']._serialized_end=1465
+  _globals['_UNITS']._serialized_start=1467
+  _globals['_UNITS']._serialized_end=1536
+  _globals['_DIRECTION']._serialized_start=1538
+  _globals['_DIRECTION']._serialized_end=1627
+  _globals['_CANDLEINTERVAL']._serialized_start=1630
+  _globals['_CANDLEINTERVAL']._serialized_end=1873
+  _globals['_MOVINGAVERAGEKIND']._serialized_start=1875
+  _globals['_MOVINGAVERAGEKIND']._serialized_end=2000
   _globals['_BACKTESTSPEC']._serialized_start=73
-  _globals['_BACKTESTSPEC']._serialized_end=346
-  _globals['_COSTS']._serialized_start=348
-  _globals['_COSTS']._serialized_end=397
-  _globals['_STRATEGY']._serialized_start=400
-  _globals['_STRATEGY']._serialized_end=540
-  _globals['_MOVINGAVERAGECROSSOVER']._serialized_start=542
-  _globals['_MOVINGAVERAGECROSSOVER']._serialized_end=654
-  _globals['_BUYANDHOLD']._serialized_start=656
-  _globals['_BUYANDHOLD']._serialized_end=668
+  _globals['_BACKTESTSPEC']._serialized_end=389
+  _globals['_EXECUTION']._serialized_start=392
+  _globals['_EXECUTION']._serialized_end=581
+  _globals['_COSTS']._serialized_start=583
+  _globals['_COSTS']._serialized_end=632
+  _globals['_STRATEGY']._serialized_start=635
+  _globals['_STRATEGY']._serialized_end=1004
+  _globals['_MOVINGAVERAGECROSSOVER']._serialized_start=1006
+  _globals['_MOVINGAVERAGECROSSOVER']._serialized_end=1118
+  _globals['_BUYANDHOLD']._serialized_start=1120
+  _globals['_BUYANDHOLD']._serialized_end=1132
+  _globals['_RSIMEANREVERSION']._serialized_start=1134
+  _globals['_RSIMEANREVERSION']._serialized_end=1206
+  _globals['_BOLLINGERBREAKOUT']._serialized_start=1208
+  _globals['_BOLLINGERBREAKOUT']._serialized_end=1258
+  _globals['_MACDTREND']._serialized_start=1260
+  _globals['_MACDTREND']._serialized_end=1336
+  _globals['_DONCHIANBREAKOUT']._serialized_start=1338
+  _globals['_DONCHIANBREAKOUT']._serialized_end=1399
 # @@protoc_insertion_point(module_scope)

@@ -18,6 +18,72 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _Fill:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _FillEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Fill.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    FILL_UNSPECIFIED: _Fill.ValueType  # 0
+    FILL_NEXT_OPEN: _Fill.ValueType  # 1
+    """At the open of the candle after the decision (the default)."""
+    FILL_CLOSE: _Fill.ValueType  # 2
+    """At the close of the candle of the decision."""
+
+class Fill(_Fill, metaclass=_FillEnumTypeWrapper):
+    """When a market order fills."""
+
+FILL_UNSPECIFIED: Fill.ValueType  # 0
+FILL_NEXT_OPEN: Fill.ValueType  # 1
+"""At the open of the candle after the decision (the default)."""
+FILL_CLOSE: Fill.ValueType  # 2
+"""At the close of the candle of the decision."""
+Global___Fill: _TypeAlias = Fill  # noqa: Y015
+
+class _Units:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _UnitsEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Units.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    UNITS_UNSPECIFIED: _Units.ValueType  # 0
+    UNITS_WHOLE: _Units.ValueType  # 1
+    """Whole units, rounded down (the default)."""
+    UNITS_FRACTIONAL: _Units.ValueType  # 2
+    """Any fraction of a unit."""
+
+class Units(_Units, metaclass=_UnitsEnumTypeWrapper):
+    """How many units an entry buys or sells."""
+
+UNITS_UNSPECIFIED: Units.ValueType  # 0
+UNITS_WHOLE: Units.ValueType  # 1
+"""Whole units, rounded down (the default)."""
+UNITS_FRACTIONAL: Units.ValueType  # 2
+"""Any fraction of a unit."""
+Global___Units: _TypeAlias = Units  # noqa: Y015
+
+class _Direction:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DirectionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Direction.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DIRECTION_UNSPECIFIED: _Direction.ValueType  # 0
+    DIRECTION_LONG_ONLY: _Direction.ValueType  # 1
+    """Long or flat (the default)."""
+    DIRECTION_LONG_SHORT: _Direction.ValueType  # 2
+    """Long, flat or short."""
+
+class Direction(_Direction, metaclass=_DirectionEnumTypeWrapper):
+    """Which positions a strategy may take."""
+
+DIRECTION_UNSPECIFIED: Direction.ValueType  # 0
+DIRECTION_LONG_ONLY: Direction.ValueType  # 1
+"""Long or flat (the default)."""
+DIRECTION_LONG_SHORT: Direction.ValueType  # 2
+"""Long, flat or short."""
+Global___Direction: _TypeAlias = Direction  # noqa: Y015
+
 class _CandleInterval:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -77,6 +143,7 @@ class BacktestSpec(_message.Message):
     END_TIME_FIELD_NUMBER: _builtins.int
     COSTS_FIELD_NUMBER: _builtins.int
     INITIAL_CASH_FIELD_NUMBER: _builtins.int
+    EXECUTION_FIELD_NUMBER: _builtins.int
     instrument: _builtins.str
     """Required. Instrument symbol, 1 to 32 characters of A-Z, 0-9, '.', '-',
     '_' or '/'. Symbols starting with "SYN-" are seeded synthetic series
@@ -104,6 +171,10 @@ class BacktestSpec(_message.Message):
     def costs(self) -> Global___Costs:
         """Trading costs; all zero when unset."""
 
+    @_builtins.property
+    def execution(self) -> Global___Execution:
+        """How orders fill and positions are sized; the defaults when unset."""
+
     def __init__(
         self,
         *,
@@ -114,14 +185,65 @@ class BacktestSpec(_message.Message):
         end_time: _timestamp_pb2.Timestamp | None = ...,
         costs: Global___Costs | None = ...,
         initial_cash: _builtins.float = ...,
+        execution: Global___Execution | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["costs", b"costs", "end_time", b"end_time", "start_time", b"start_time", "strategy", b"strategy"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["costs", b"costs", "end_time", b"end_time", "execution", b"execution", "start_time", b"start_time", "strategy", b"strategy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["costs", b"costs", "end_time", b"end_time", "initial_cash", b"initial_cash", "instrument", b"instrument", "interval", b"interval", "start_time", b"start_time", "strategy", b"strategy"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["costs", b"costs", "end_time", b"end_time", "execution", b"execution", "initial_cash", b"initial_cash", "instrument", b"instrument", "interval", b"interval", "start_time", b"start_time", "strategy", b"strategy"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___BacktestSpec: _TypeAlias = BacktestSpec  # noqa: Y015
+
+@_typing.final
+class Execution(_message.Message):
+    """How orders fill, how positions are sized, and optional stops. The
+    execution model is written out in docs/engine.md.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILL_FIELD_NUMBER: _builtins.int
+    UNITS_FIELD_NUMBER: _builtins.int
+    POSITION_FRACTION_FIELD_NUMBER: _builtins.int
+    DIRECTION_FIELD_NUMBER: _builtins.int
+    STOP_LOSS_FIELD_NUMBER: _builtins.int
+    TAKE_PROFIT_FIELD_NUMBER: _builtins.int
+    fill: Global___Fill.ValueType
+    """When a decision at a candle's close fills; next open when unspecified."""
+    units: Global___Units.ValueType
+    """Whole or fractional units; whole when unspecified."""
+    position_fraction: _builtins.float
+    """Fraction of equity committed at each entry, in (0, 1]; 1 when 0."""
+    direction: Global___Direction.ValueType
+    """Long only, or long and short; long only when unspecified. Strategies
+    that cannot go short (ListStrategies tells) refuse DIRECTION_LONG_SHORT.
+    """
+    stop_loss: _builtins.float
+    """Exit when price moves this fraction against the entry, in [0, 1); none
+    when 0. 0.05 is a 5% stop-loss.
+    """
+    take_profit: _builtins.float
+    """Exit when price moves this fraction in favour of the entry, in [0, 100];
+    none when 0.
+    """
+    def __init__(
+        self,
+        *,
+        fill: Global___Fill.ValueType = ...,
+        units: Global___Units.ValueType = ...,
+        position_fraction: _builtins.float = ...,
+        direction: Global___Direction.ValueType = ...,
+        stop_loss: _builtins.float = ...,
+        take_profit: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["direction", b"direction", "fill", b"fill", "position_fraction", b"position_fraction", "stop_loss", b"stop_loss", "take_profit", b"take_profit", "units", b"units"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Execution: _TypeAlias = Execution  # noqa: Y015
 
 @_typing.final
 class Costs(_message.Message):
@@ -161,6 +283,10 @@ class Strategy(_message.Message):
 
     MOVING_AVERAGE_CROSSOVER_FIELD_NUMBER: _builtins.int
     BUY_AND_HOLD_FIELD_NUMBER: _builtins.int
+    RSI_MEAN_REVERSION_FIELD_NUMBER: _builtins.int
+    BOLLINGER_BREAKOUT_FIELD_NUMBER: _builtins.int
+    MACD_TREND_FIELD_NUMBER: _builtins.int
+    DONCHIAN_BREAKOUT_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def moving_average_crossover(self) -> Global___MovingAverageCrossover:
         """Long when the fast moving average is above the slow one, flat otherwise."""
@@ -169,17 +295,43 @@ class Strategy(_message.Message):
     def buy_and_hold(self) -> Global___BuyAndHold:
         """Buys at the first possible candle and holds to the end."""
 
+    @_builtins.property
+    def rsi_mean_reversion(self) -> Global___RsiMeanReversion:
+        """Buys when RSI falls below oversold, sells when it rises above
+        overbought.
+        """
+
+    @_builtins.property
+    def bollinger_breakout(self) -> Global___BollingerBreakout:
+        """Buys when the close breaks above the upper Bollinger band, exits below
+        the middle band.
+        """
+
+    @_builtins.property
+    def macd_trend(self) -> Global___MacdTrend:
+        """Long while the MACD line is above its signal line."""
+
+    @_builtins.property
+    def donchian_breakout(self) -> Global___DonchianBreakout:
+        """Buys a close above the highest high of the entry window, exits a close
+        below the lowest low of the exit window.
+        """
+
     def __init__(
         self,
         *,
         moving_average_crossover: Global___MovingAverageCrossover | None = ...,
         buy_and_hold: Global___BuyAndHold | None = ...,
+        rsi_mean_reversion: Global___RsiMeanReversion | None = ...,
+        bollinger_breakout: Global___BollingerBreakout | None = ...,
+        macd_trend: Global___MacdTrend | None = ...,
+        donchian_breakout: Global___DonchianBreakout | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["buy_and_hold", b"buy_and_hold", "kind", b"kind", "moving_average_crossover", b"moving_average_crossover"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bollinger_breakout", b"bollinger_breakout", "buy_and_hold", b"buy_and_hold", "donchian_breakout", b"donchian_breakout", "kind", b"kind", "macd_trend", b"macd_trend", "moving_average_crossover", b"moving_average_crossover", "rsi_mean_reversion", b"rsi_mean_reversion"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["buy_and_hold", b"buy_and_hold", "kind", b"kind", "moving_average_crossover", b"moving_average_crossover"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bollinger_breakout", b"bollinger_breakout", "buy_and_hold", b"buy_and_hold", "donchian_breakout", b"donchian_breakout", "kind", b"kind", "macd_trend", b"macd_trend", "moving_average_crossover", b"moving_average_crossover", "rsi_mean_reversion", b"rsi_mean_reversion"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["moving_average_crossover", "buy_and_hold"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["moving_average_crossover", "buy_and_hold", "rsi_mean_reversion", "bollinger_breakout", "macd_trend", "donchian_breakout"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -233,3 +385,123 @@ class BuyAndHold(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___BuyAndHold: _TypeAlias = BuyAndHold  # noqa: Y015
+
+@_typing.final
+class RsiMeanReversion(_message.Message):
+    """RSI mean reversion (Wilder's RSI)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PERIOD_FIELD_NUMBER: _builtins.int
+    OVERSOLD_FIELD_NUMBER: _builtins.int
+    OVERBOUGHT_FIELD_NUMBER: _builtins.int
+    period: _builtins.int
+    """RSI length in candles, in [2, 1000]; 14 when 0."""
+    oversold: _builtins.float
+    """Enter long below this RSI, in (0, 50); 30 when 0."""
+    overbought: _builtins.float
+    """Exit (or enter short) above this RSI, in (50, 100); 70 when 0."""
+    def __init__(
+        self,
+        *,
+        period: _builtins.int = ...,
+        oversold: _builtins.float = ...,
+        overbought: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["overbought", b"overbought", "oversold", b"oversold", "period", b"period"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RsiMeanReversion: _TypeAlias = RsiMeanReversion  # noqa: Y015
+
+@_typing.final
+class BollingerBreakout(_message.Message):
+    """Bollinger-band breakout."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PERIOD_FIELD_NUMBER: _builtins.int
+    WIDTH_FIELD_NUMBER: _builtins.int
+    period: _builtins.int
+    """Window of the middle band (a simple average), in [2, 10000]; 20 when 0."""
+    width: _builtins.float
+    """Band width in standard deviations, in (0, 10]; 2 when 0."""
+    def __init__(
+        self,
+        *,
+        period: _builtins.int = ...,
+        width: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["period", b"period", "width", b"width"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BollingerBreakout: _TypeAlias = BollingerBreakout  # noqa: Y015
+
+@_typing.final
+class MacdTrend(_message.Message):
+    """MACD trend following."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FAST_PERIOD_FIELD_NUMBER: _builtins.int
+    SLOW_PERIOD_FIELD_NUMBER: _builtins.int
+    SIGNAL_PERIOD_FIELD_NUMBER: _builtins.int
+    fast_period: _builtins.int
+    """Fast exponential average, in [1, 1000); 12 when 0."""
+    slow_period: _builtins.int
+    """Slow exponential average, greater than fast_period, at most 1000; 26
+    when 0.
+    """
+    signal_period: _builtins.int
+    """Signal line: exponential average of the MACD line, in [1, 1000]; 9 when
+    0.
+    """
+    def __init__(
+        self,
+        *,
+        fast_period: _builtins.int = ...,
+        slow_period: _builtins.int = ...,
+        signal_period: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fast_period", b"fast_period", "signal_period", b"signal_period", "slow_period", b"slow_period"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MacdTrend: _TypeAlias = MacdTrend  # noqa: Y015
+
+@_typing.final
+class DonchianBreakout(_message.Message):
+    """Donchian-channel breakout (the turtle rule)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRY_PERIOD_FIELD_NUMBER: _builtins.int
+    EXIT_PERIOD_FIELD_NUMBER: _builtins.int
+    entry_period: _builtins.int
+    """Window whose highest high a close must exceed to enter, in [2, 10000];
+    20 when 0.
+    """
+    exit_period: _builtins.int
+    """Window whose lowest low a close must fall below to exit, in [2, 10000];
+    10 when 0.
+    """
+    def __init__(
+        self,
+        *,
+        entry_period: _builtins.int = ...,
+        exit_period: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry_period", b"entry_period", "exit_period", b"exit_period"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DonchianBreakout: _TypeAlias = DonchianBreakout  # noqa: Y015

@@ -10,7 +10,14 @@ import grpc
 import psycopg
 from google.protobuf import timestamp_pb2
 
-from backcast.engine.results import BacktestResult, EquityPoint, Metrics, Trade
+from backcast.engine.results import (
+    BacktestResult,
+    EquityCurve,
+    EquityPoint,
+    Metrics,
+    Trade,
+    TradeTable,
+)
 from backcast.gateway.server import start_gateway, stop_gateway
 from backcast.gateway.watch import JobEvents
 from backcast.jobqueue.store import JobStore
@@ -114,13 +121,21 @@ def sample_result(n_trades: int) -> BacktestResult:
         buy_and_hold_return=0.04,
         final_equity=10_500.0,
         n_candles=744,
-        periods_per_year=8766.0,
+        periods_per_year=365.0,
+        sortino_ratio=2.1,
+        calmar_ratio=8.0,
+        max_drawdown_seconds=40 * 3_600,
+        expectancy=1.0,
+        expectancy_return=0.009,
+        best_trade_return=0.01,
+        worst_trade_return=0.008,
+        open_trade_pnl=0.0,
     )
-    curve = tuple(
+    curve = EquityCurve.of(
         EquityPoint(datetime(2024, 1, day, tzinfo=UTC), 10_000.0 + 250 * day)
         for day in (1, 15, 31)
     )
-    return BacktestResult(metrics, trades, curve)
+    return BacktestResult(metrics, TradeTable.of(trades), curve)
 
 
 async def count_jobs(database_url: str) -> int:

@@ -10,7 +10,7 @@ from typing import Any
 
 import grpc
 
-from backcast.engine.results import BacktestResult, Metrics
+from backcast.engine.results import BacktestResult, EquityCurve, Metrics, TradeTable
 from backcast.engine.spec import BacktestSpec, Interval, StrategySpec
 from backcast.jobqueue.jobs import Job, JobState
 from backcast.jobqueue.store import JobStore
@@ -99,9 +99,18 @@ def empty_result() -> pb.CompleteAttemptRequest:
         buy_and_hold_return=0.0,
         final_equity=10_000.0,
         n_candles=240,
-        periods_per_year=8760.0,
+        periods_per_year=365.0,
+        sortino_ratio=0.0,
+        calmar_ratio=0.0,
+        max_drawdown_seconds=0,
+        expectancy=0.0,
+        expectancy_return=0.0,
+        best_trade_return=0.0,
+        worst_trade_return=0.0,
+        open_trade_pnl=0.0,
     )
-    result = result_to_proto(BacktestResult(metrics, (), ()))
+    empty = BacktestResult(metrics, TradeTable.of([]), EquityCurve.of([]))
+    result = result_to_proto(empty)
     return pb.CompleteAttemptRequest(result=result)
 
 

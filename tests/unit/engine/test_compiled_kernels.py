@@ -107,21 +107,34 @@ def test_compiled_fills_agree_with_a_candle_by_candle_replay(
     )
 
 
-def test_equity_statistics_match_their_numpy_definitions() -> None:
+def test_drawdown_statistics_match_their_numpy_definitions() -> None:
     rng = np.random.default_rng(7)
     equity = 1e4 * np.exp(np.cumsum(rng.normal(0.0, 0.01, 3_000)))
     equity[1_000:1_050] = equity[999]
+    times = 60 * np.arange(equity.size, dtype=np.int64)
 
-    mean, deviation, drawdown, longest = kernels.equity_statistics(equity)
+    drawdown, longest, seconds = kernels.drawdown_statistics(times, equity)
 
-    returns = equity[1:] / equity[:-1] - 1.0
     peaks = np.maximum.accumulate(equity)
     below = np.concatenate(([False], equity < peaks, [False]))
     edges = np.flatnonzero(np.diff(below))
-    np.testing.assert_allclose(mean, returns.mean(), rtol=1e-9)
-    np.testing.assert_allclose(deviation, returns.std(ddof=1), rtol=1e-12)
     np.testing.assert_allclose(drawdown, 1.0 - np.min(equity / peaks), rtol=1e-12)
+    # A run of k closes below the peak is k candles after the peak's close.
     assert longest == int(np.max(edges[1::2] - edges[0::2]))
+    assert seconds == 60 * longest
+
+
+def test_daily_closes_match_a_numpy_resampling() -> None:
+    times = np.sort(np.random.default_rng(3).choice(20 * 1_440, 5_000, replace=False))
+    times = 60 * times.astype(np.int64)
+    equity = np.arange(times.size, dtype=np.float64)
+
+    days, closes = kernels.daily_closes(times, equity)
+
+    day_of = times // 86_400
+    last = np.flatnonzero(np.diff(np.append(day_of, day_of[-1] + 1)))
+    np.testing.assert_array_equal(days, day_of[last])
+    np.testing.assert_array_equal(closes, equity[last])
 
 
 def test_exposure_counts_closes_with_units_held() -> None:
@@ -135,6 +148,7 @@ def test_exposure_counts_closes_with_units_held() -> None:
         interval_seconds=60,
         initial_cash=1e6,
         first_decision=signals.first_decision,
+        instrument="SYN-TEST",
     )
 
     assert metrics.exposure == np.count_nonzero(run.units) / len(candles)

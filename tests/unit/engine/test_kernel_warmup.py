@@ -12,7 +12,8 @@ KERNELS = (
     kernels.exponential_average,
     kernels.above_target,
     kernels.fill_orders,
-    kernels.equity_statistics,
+    kernels.drawdown_statistics,
+    kernels.daily_closes,
 )
 
 

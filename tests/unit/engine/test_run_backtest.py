@@ -50,7 +50,9 @@ def test_buy_and_hold_gains_on_a_rising_series() -> None:
     assert metrics.exposure == 0.75
     assert metrics.n_candles == 4
     assert metrics.max_drawdown == 0.0
-    assert result.trades == ()
+    assert len(result.trades) == 0
+    # The open position: 9 units for 99, marked at 13.5.
+    np.testing.assert_allclose(metrics.open_trade_pnl, 9 * 13.5 - 99, rtol=1e-12)
 
 
 def test_closed_trade_carries_fill_times_prices_and_result() -> None:

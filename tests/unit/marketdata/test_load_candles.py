@@ -1,4 +1,4 @@
-"""load_candles serves synthetic instruments and refuses every other one."""
+"""load_candles serves synthetic instruments without any database."""
 
 from __future__ import annotations
 
@@ -41,12 +41,17 @@ def test_same_spec_loads_the_same_candles() -> None:
     np.testing.assert_array_equal(first.close, second.close)
 
 
-def test_other_instruments_fail_without_retry() -> None:
+def test_other_instruments_fail_without_retry_when_no_database_is_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("BACKCAST_MARKETDATA_URL", "BACKCAST_DATABASE_URL", "DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+
     with pytest.raises(BacktestFailed) as failure:
         load_candles(spec_for("BTCUSD"))
 
     assert failure.value.retryable is False
     assert failure.value.message == (
-        'no market data for instrument "BTCUSD"; only synthetic SYN-* instruments '
-        "are available until candle import exists"
+        'no market data for instrument "BTCUSD": no market-data database is '
+        "configured (BACKCAST_MARKETDATA_URL)"
     )
