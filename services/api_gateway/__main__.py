@@ -31,6 +31,8 @@ settings without a flag (environment variables):
   BACKCAST_GATEWAY_WATCH_POLL_SECONDS  re-read of a watched backtest when no
                                        notification came (2)
   BACKCAST_GATEWAY_GRACE_SECONDS       time unary calls get to finish on stop (5)
+  BACKCAST_MARKETDATA_URL              PostgreSQL of the stored candles (default:
+                                       the job database)
 """
 
 
@@ -88,6 +90,7 @@ async def serve(config: GatewayConfig) -> None:
             address=config.address,
             page_token_key=config.page_token_key,
             watch_poll_seconds=config.watch_poll_seconds,
+            marketdata_url=config.marketdata_url or config.database_url,
         )
         await stop.wait()
         logger.info("gateway stopping", extra={EVENT: "server_stopping"})

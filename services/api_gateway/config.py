@@ -32,6 +32,9 @@ class GatewayConfig:
     address: str
     # BACKCAST_DATABASE_URL (or DATABASE_URL): postgresql:// URL; required.
     database_url: str = field(repr=False)
+    # BACKCAST_MARKETDATA_URL: postgresql:// URL of the stored candles that
+    # ImportCandles and ListInstruments use; None means database_url.
+    marketdata_url: str | None = field(default=None, repr=False)
     # BACKCAST_LOG_LEVEL: one of LOG_LEVELS; INFO.
     log_level: str = "INFO"
     # BACKCAST_GATEWAY_PAGE_TOKEN_KEY: HMAC key of page tokens, at least 16
@@ -56,6 +59,7 @@ class GatewayConfig:
         return cls(
             address=read_str(env, "BACKCAST_GATEWAY_ADDRESS", "127.0.0.1:50051"),
             database_url=require_database_url(env),
+            marketdata_url=read_str(env, "BACKCAST_MARKETDATA_URL", "") or None,
             log_level=_read_log_level(env),
             page_token_key=_read_page_token_key(env),
             pool_size=read_int(env, "BACKCAST_GATEWAY_POOL_SIZE", 10, 1, 100),

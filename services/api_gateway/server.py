@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from backcast.gateway.candles import CandleStorage
 from backcast.gateway.pagination import PageTokens
 from backcast.gateway.servicer import BacktestServicer
 from backcast.gateway.watch import JobEvents
@@ -21,12 +22,18 @@ async def start_gateway(
     address: str,
     page_token_key: bytes,
     watch_poll_seconds: float,
+    marketdata_url: str,
 ) -> ServiceHost:
-    """Serve BacktestService (plus health and reflection) on `address`."""
+    """Serve BacktestService (plus health and reflection) on `address`.
+
+    Candles are imported into and listed from the database at
+    `marketdata_url`.
+    """
     servicer = BacktestServicer(
         store,
         events,
         PageTokens(page_token_key),
+        CandleStorage(marketdata_url),
         watch_poll_seconds=watch_poll_seconds,
     )
     binding = ServiceBinding(

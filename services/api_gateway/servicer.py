@@ -11,6 +11,7 @@ import grpc
 from backcast.engine.results import BacktestResult
 from backcast.errors import FieldViolation, InvalidArgument
 from backcast.gateway import validation
+from backcast.gateway.candles import CandleStorage, receive_upload
 from backcast.gateway.owners import owner_from_metadata
 from backcast.gateway.pagination import (
     PageTokens,
@@ -43,10 +44,12 @@ class BacktestServicer(backtest_service_pb2_grpc.BacktestServiceServicer):
         store: JobStore,
         events: JobEvents,
         page_tokens: PageTokens,
+        candles: CandleStorage,
         *,
         watch_poll_seconds: float,
     ) -> None:
         self._store = store
+        self._candles = candles
         self._events = events
         self._tokens = page_tokens
         self._watch_poll_seconds = watch_poll_seconds
@@ -186,6 +189,42 @@ class BacktestServicer(backtest_service_pb2_grpc.BacktestServiceServicer):
     ) -> api.ListStrategiesResponse:
         # The registry is compiled in: no owner, no database.
         return translate.strategies_to_proto()
+
+    # LIMITATION: candles are shared by every owner and any caller may import
+    # or replace them; resolve with authentication, by a role allowed to
+    # import.
+    async def ImportCandles(
+        self,
+        request_iterator: AsyncIterator[api.ImportCandlesRequest],
+        context: Context,
+    ) -> api.ImportCandlesResponse:
+        owner = _owner(context)
+        upload = await receive_upload(request_iterator)
+
+        imported = await self._candles.import_candles(upload)
+        logger.info(
+            "candles imported",
+            extra={
+                EVENT: "candles_imported",
+                "instrument": upload.instrument,
+                "interval": upload.interval.value,
+                "n_candles": imported.n_imported,
+                OWNER: owner,
+            },
+        )
+        return api.ImportCandlesResponse(
+            coverage=translate.coverage_to_proto(imported.coverage),
+            n_imported=imported.n_imported,
+        )
+
+    async def ListInstruments(
+        self, request: api.ListInstrumentsRequest, context: Context
+    ) -> api.ListInstrumentsResponse:
+        # Candles are shared by every owner, so the listing is the same for all.
+        series = await self._candles.list_series()
+        return api.ListInstrumentsResponse(
+            instruments=[translate.coverage_to_proto(c) for c in series]
+        )
 
 
 def _owner(context: Context) -> str:

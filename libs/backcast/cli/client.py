@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -27,6 +27,8 @@ from backcast.v1 import spec_pb2
 DEFAULT_GATEWAY = "127.0.0.1:50051"
 OWNER_HEADER = "x-backcast-owner"
 DEFAULT_TIMEOUT_SECONDS = 10.0
+# The gateway's limit on one ImportCandles message's piece of the file.
+CSV_CHUNK_BYTES = 1 << 20
 
 SERVICE_NAME = "backcast.v1.BacktestService"
 _UNARY_METHODS = (
@@ -36,6 +38,7 @@ _UNARY_METHODS = (
     "ListBacktests",
     "CancelBacktest",
     "ListStrategies",
+    "ListInstruments",
 )
 
 # gRFC A6 retry policy. WatchBacktest is left out: a stream that already sent
@@ -82,12 +85,16 @@ class ClientSettings:
     # BACKCAST_OWNER: sent as the x-backcast-owner header; none by default,
     # which the gateway takes as "anonymous".
     owner: str | None
+    # Whether BACKCAST_GATEWAY is set: `backcast data` then goes through the
+    # gateway unless given a database URL; False by default.
+    gateway_from_env: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ClientSettings:
         return cls(
             gateway=read_str(env, "BACKCAST_GATEWAY", DEFAULT_GATEWAY),
             owner=read_str(env, "BACKCAST_OWNER", "") or None,
+            gateway_from_env=bool(read_str(env, "BACKCAST_GATEWAY", "")),
         )
 
 
@@ -200,6 +207,36 @@ class GatewayClient:
     def list_strategies(self) -> api.ListStrategiesResponse:
         return self._stub.ListStrategies(
             api.ListStrategiesRequest(),
+            timeout=self.timeout_seconds,
+            metadata=self._metadata,
+        )
+
+    def import_candles(
+        self,
+        instrument: str,
+        interval: spec_pb2.CandleInterval.ValueType,
+        chunks: Iterable[bytes],
+    ) -> api.ImportCandlesResponse:
+        """Upload a CSV file, given as pieces of at most 1 MiB, in one stream.
+
+        Not retried: the pieces are read as they are sent, so they cannot be
+        sent again.
+        """
+        requests = (
+            api.ImportCandlesRequest(
+                instrument=instrument if i == 0 else "",
+                interval=interval if i == 0 else spec_pb2.CANDLE_INTERVAL_UNSPECIFIED,
+                csv_chunk=chunk,
+            )
+            for i, chunk in enumerate(chunks)
+        )
+        return self._stub.ImportCandles(
+            requests, timeout=self.timeout_seconds, metadata=self._metadata
+        )
+
+    def list_instruments(self) -> api.ListInstrumentsResponse:
+        return self._stub.ListInstruments(
+            api.ListInstrumentsRequest(),
             timeout=self.timeout_seconds,
             metadata=self._metadata,
         )

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from types import FrameType
+from typing import BinaryIO
 
 import grpc
 import psycopg
@@ -19,6 +20,7 @@ from grpc_health.v1 import health_pb2
 
 from backcast.cli import views
 from backcast.cli.client import (
+    CSV_CHUNK_BYTES,
     DEFAULT_GATEWAY,
     EXIT_FAILED,
     EXIT_UNAVAILABLE,
@@ -47,7 +49,11 @@ from backcast.engine.spec import (
     resolve_params,
 )
 from backcast.errors import DatabaseUnavailable, InvalidArgument
-from backcast.rpc.translate import spec_to_proto
+from backcast.rpc.translate import (
+    interval_from_proto,
+    interval_to_proto,
+    spec_to_proto,
+)
 from backcast.v1 import backtest_service_pb2 as api
 from backcast.v1 import spec_pb2
 
@@ -448,6 +454,9 @@ def cmd_data_import(args: argparse.Namespace) -> int:
             f'"{symbol[:40]}" is not a symbol to import: 1 to 32 characters of '
             "A-Z, 0-9, '.', '-', '_' or '/', not starting with SYN- (synthetic)",
         )
+    gateway = data_gateway(args)
+    if gateway is not None:
+        return _import_through_gateway(args, gateway, symbol)
     started = time.perf_counter()
     with _marketdata_connection(args) as conn:
         try:
@@ -466,16 +475,76 @@ def cmd_data_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def data_gateway(args: argparse.Namespace) -> str | None:
+    """The gateway `backcast data` goes through, or None for the database."""
+    if args.gateway:
+        return str(args.gateway)
+    if args.database_url:
+        return None
+    env_gateway: str | None = args.env_gateway
+    return env_gateway
+
+
+def _import_through_gateway(args: argparse.Namespace, gateway: str, symbol: str) -> int:
+    started = time.perf_counter()
+    interval = interval_to_proto(Interval(args.interval))
+    try:
+        file = args.file.open("rb")
+    except OSError as error:
+        raise PlatformError(f"cannot read {args.file}: {error}") from None
+    with file, _data_client(args, gateway) as client:
+        response = client.import_candles(symbol, interval, _file_chunks(file))
+    seconds = time.perf_counter() - started
+
+    stored = response.coverage
+    first, last = (
+        _utc_text(t.ToDatetime(tzinfo=UTC))
+        for t in (stored.first_time, stored.last_time)
+    )
+    print(
+        f"imported {response.n_imported} {args.interval} candles of {symbol} "
+        f"through {gateway} in {seconds:.2f} s; stored now: {first} to {last}, "
+        f"{stored.n_candles} candles"
+    )
+    return 0
+
+
+def _file_chunks(file: BinaryIO) -> Iterator[bytes]:
+    # Always one message at least, so that an empty file reaches the gateway
+    # and is refused there with the reason.
+    chunk = file.read(CSV_CHUNK_BYTES)
+    yield chunk
+    while chunk := file.read(CSV_CHUNK_BYTES):
+        yield chunk
+
+
+def _data_client(args: argparse.Namespace, gateway: str) -> GatewayClient:
+    return GatewayClient(gateway, owner=args.owner, timeout_seconds=args.timeout)
+
+
 def cmd_data_list(args: argparse.Namespace) -> int:
     from backcast.cli.tables import render_table
+
+    gateway = data_gateway(args)
+    if gateway is None:
+        rows = _stored_series_rows(args)
+    else:
+        with _data_client(args, gateway) as client:
+            listed = client.list_instruments().instruments
+        rows = [_coverage_row(c) for c in listed]
+    if not rows:
+        print("no stored candles; import some with `backcast data import`")
+        return 0
+    print(render_table(["symbol", "interval", "first", "last", "candles"], rows))
+    return 0
+
+
+def _stored_series_rows(args: argparse.Namespace) -> list[list[str]]:
     from backcast.marketdata.storage import list_instruments
 
     with _marketdata_connection(args) as conn:
         coverage = list_instruments(conn)
-    if not coverage:
-        print("no stored candles; import some with `backcast data import`")
-        return 0
-    rows = [
+    return [
         [
             c.instrument,
             c.interval.value,
@@ -485,8 +554,21 @@ def cmd_data_list(args: argparse.Namespace) -> int:
         ]
         for c in coverage
     ]
-    print(render_table(["symbol", "interval", "first", "last", "candles"], rows))
-    return 0
+
+
+def _coverage_row(coverage: api.InstrumentCoverage) -> list[str]:
+    try:
+        interval = interval_from_proto(coverage.interval, "interval").value
+    except InvalidArgument:
+        # A newer gateway may know intervals this client does not.
+        interval = str(coverage.interval)
+    return [
+        coverage.instrument,
+        interval,
+        _utc_text(coverage.first_time.ToDatetime(tzinfo=UTC)),
+        _utc_text(coverage.last_time.ToDatetime(tzinfo=UTC)),
+        str(coverage.n_candles),
+    ]
 
 
 @contextlib.contextmanager

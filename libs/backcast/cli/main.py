@@ -37,6 +37,7 @@ from backcast.cli.commands import (
     complain,
     parse_time,
 )
+from backcast.cli.local import cmd_run
 from backcast.cli.platform import (
     DEFAULT_DATA_DIR,
     DEFAULT_GATEWAY_PORT,
@@ -114,8 +115,9 @@ def build_parser(settings: ClientSettings) -> argparse.ArgumentParser:
     _add_watch(commands, settings)
     _add_cancel(commands, settings)
     _add_result(commands, settings)
+    _add_run(commands)
     _add_health(commands)
-    _add_data(commands)
+    _add_data(commands, settings)
     return parser
 
 
@@ -589,6 +591,67 @@ def _add_result(
     )
 
 
+def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = _command(
+        commands,
+        "run",
+        "backtest a CSV file of candles in this process",
+        "Read a CSV file of candles (a header row naming time, open, high, low, "
+        "close and volume; times as epoch seconds or ISO-8601 UTC), check every "
+        "row as `data import` does, backtest it with the engine the workers run "
+        "and print the metrics. Needs no platform and no database. Bad input "
+        "exits 2 with one line naming the flag or the line of the file.",
+        cmd_run,
+    )
+    parser.add_argument(
+        "--data", required=True, type=Path, metavar="FILE", help="CSV file of candles"
+    )
+    parser.add_argument(
+        "--interval",
+        choices=[i.value for i in Interval],
+        default=None,
+        help="candle interval of the file (default: its shortest time step)",
+    )
+    parser.add_argument(
+        "--strategy",
+        choices=sorted(STRATEGIES),
+        default="moving_average_crossover",
+        help="strategy to run (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a strategy parameter, repeatable: --param fast_period=10 "
+        "--param slow_period=30 (see `backcast submit --help`)",
+    )
+    parser.add_argument(
+        "--commission",
+        type=float,
+        default=0.0,
+        help="fraction of traded notional per fill; 0.001 is 10 bps (default: 0)",
+    )
+    parser.add_argument(
+        "--slippage-bps",
+        type=float,
+        default=0.0,
+        help="adverse slippage per fill in basis points (default: 0)",
+    )
+    parser.add_argument(
+        "--initial-cash",
+        type=float,
+        default=10_000.0,
+        help="starting cash in the quote currency (default: 10000)",
+    )
+    _add_execution_options(parser)
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the metrics as a JSON object, named as in backcast.v1.Metrics",
+    )
+
+
 def _add_health(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = _command(
         commands,
@@ -615,13 +678,18 @@ def _add_health(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
 
 
-def _add_data(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_data(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    settings: ClientSettings,
+) -> None:
     data = commands.add_parser(
         "data",
         help="import and list stored candles",
         description="Candles stored in PostgreSQL (BACKCAST_MARKETDATA_URL, else "
         "BACKCAST_DATABASE_URL or DATABASE_URL) for backtests on real "
-        "instruments. Run `backcast migrate` first.",
+        "instruments. Run `backcast migrate` first. With --gateway (or "
+        "BACKCAST_GATEWAY set and no --database-url), the commands go through "
+        "the gateway instead of the database.",
     )
     actions = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
 
@@ -644,7 +712,7 @@ def _add_data(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         choices=[i.value for i in Interval],
         help="candle interval of the file",
     )
-    _add_database_url(importer)
+    _add_data_source(importer, settings, timeout_seconds=300.0)
 
     listing = _command(
         actions,
@@ -654,15 +722,44 @@ def _add_data(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "and the number of candles.",
         cmd_data_list,
     )
-    _add_database_url(listing)
+    _add_data_source(listing, settings, timeout_seconds=10.0)
 
 
-def _add_database_url(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
+def _add_data_source(
+    parser: argparse.ArgumentParser,
+    settings: ClientSettings,
+    *,
+    timeout_seconds: float,
+) -> None:
+    group = parser.add_argument_group("where the candles are")
+    source = group.add_mutually_exclusive_group()
+    source.add_argument(
         "--database-url",
         metavar="URL",
         help="postgresql:// URL (default: BACKCAST_MARKETDATA_URL, else "
         "BACKCAST_DATABASE_URL or DATABASE_URL)",
+    )
+    source.add_argument(
+        "--gateway",
+        metavar="ADDRESS",
+        help="go through the gateway at host:port instead of the database "
+        "(default: BACKCAST_GATEWAY when set and no --database-url is given)",
+    )
+    group.add_argument(
+        "--owner",
+        default=settings.owner,
+        help="owner sent as the x-backcast-owner header with --gateway "
+        "(default: BACKCAST_OWNER)",
+    )
+    group.add_argument(
+        "--timeout",
+        type=float,
+        default=timeout_seconds,
+        metavar="SECONDS",
+        help="deadline of the gateway call (default: %(default)s)",
+    )
+    parser.set_defaults(
+        env_gateway=settings.gateway if settings.gateway_from_env else None
     )
 
 

@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from backcast.engine.backtest import run_backtest
+    from backcast.engine.local import backtest_csv
 
-__all__ = ["run_backtest"]
+__all__ = ["backtest_csv", "run_backtest"]
 
 
 def __getattr__(name: str) -> Any:
@@ -17,4 +18,8 @@ def __getattr__(name: str) -> Any:
         from backcast.engine.backtest import run_backtest
 
         return run_backtest
+    if name == "backtest_csv":
+        from backcast.engine.local import backtest_csv
+
+        return backtest_csv
     raise AttributeError(name)

@@ -121,7 +121,7 @@ def write_candles(
     except psycopg.OperationalError as exc:
         raise DatabaseUnavailable() from exc
 
-    logger.info(
+    logger.debug(
         "candles stored",
         extra={
             "event": "candles_stored",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from google.protobuf import timestamp_pb2
@@ -42,6 +42,10 @@ from backcast.errors import FieldViolation, InvalidArgument
 from backcast.jobqueue.jobs import Job, JobState
 from backcast.v1 import backtest_service_pb2 as api
 from backcast.v1 import result_pb2, spec_pb2
+
+if TYPE_CHECKING:
+    # Only for the annotation: translating coverage needs no database driver.
+    from backcast.marketdata.storage import Coverage
 
 _INTERVALS = {
     spec_pb2.CANDLE_INTERVAL_ONE_MINUTE: Interval.ONE_MINUTE,
@@ -77,14 +81,11 @@ def spec_from_proto(message: spec_pb2.BacktestSpec, path: str = "spec") -> Backt
     violations: list[FieldViolation] = []
     strategy = _strategy_from_proto(message, path, violations)
 
-    interval = _INTERVALS.get(message.interval)
-    if interval is None:
-        names = ", ".join(spec_pb2.CandleInterval.Name(c) for c in _INTERVALS)
-        violations.append(
-            FieldViolation(
-                f"{path}.interval", f"{message.interval} is not one of {names}"
-            )
-        )
+    interval = None
+    try:
+        interval = interval_from_proto(message.interval, f"{path}.interval")
+    except InvalidArgument as exc:
+        violations += exc.violations
     start_at = _time_from_proto(message, "start_time", path, violations)
     end_at = _time_from_proto(message, "end_time", path, violations)
     costs = Costs(message.costs.commission, message.costs.slippage_bps)
@@ -110,6 +111,33 @@ def spec_from_proto(message: spec_pb2.BacktestSpec, path: str = "spec") -> Backt
     if violations:
         raise InvalidArgument(violations)
     return spec
+
+
+def interval_from_proto(code: int, path: str) -> Interval:
+    """The domain interval of a CandleInterval code.
+
+    Raises:
+        InvalidArgument: naming `path` when the code is unspecified or unknown.
+    """
+    interval = _INTERVALS.get(cast("spec_pb2.CandleInterval.ValueType", code))
+    if interval is None:
+        names = ", ".join(spec_pb2.CandleInterval.Name(c) for c in _INTERVALS)
+        raise InvalidArgument.of(path, f"{code} is not one of {names}")
+    return interval
+
+
+def interval_to_proto(interval: Interval) -> spec_pb2.CandleInterval.ValueType:
+    return _INTERVAL_CODES[interval]
+
+
+def coverage_to_proto(coverage: Coverage) -> api.InstrumentCoverage:
+    return api.InstrumentCoverage(
+        instrument=coverage.instrument,
+        interval=_INTERVAL_CODES[coverage.interval],
+        first_time=_timestamp(coverage.first_at),
+        last_time=_timestamp(coverage.last_at),
+        n_candles=coverage.n_candles,
+    )
 
 
 def _strategy_from_proto(

@@ -605,3 +605,129 @@ class ParameterDescription(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ParameterDescription: _TypeAlias = ParameterDescription  # noqa: Y015
+
+@_typing.final
+class ImportCandlesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INSTRUMENT_FIELD_NUMBER: _builtins.int
+    INTERVAL_FIELD_NUMBER: _builtins.int
+    CSV_CHUNK_FIELD_NUMBER: _builtins.int
+    instrument: _builtins.str
+    """Required in the first message; must be empty or equal in later ones."""
+    interval: _spec_pb2.CandleInterval.ValueType
+    """Required in the first message; must be unspecified or equal later."""
+    csv_chunk: _builtins.bytes
+    """The next piece of the CSV file, at most 1 MiB."""
+    def __init__(
+        self,
+        *,
+        instrument: _builtins.str = ...,
+        interval: _spec_pb2.CandleInterval.ValueType = ...,
+        csv_chunk: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["csv_chunk", b"csv_chunk", "instrument", b"instrument", "interval", b"interval"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportCandlesRequest: _TypeAlias = ImportCandlesRequest  # noqa: Y015
+
+@_typing.final
+class ImportCandlesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COVERAGE_FIELD_NUMBER: _builtins.int
+    N_IMPORTED_FIELD_NUMBER: _builtins.int
+    n_imported: _builtins.int
+    """Candles the file held."""
+    @_builtins.property
+    def coverage(self) -> Global___InstrumentCoverage:
+        """What the series holds after the import."""
+
+    def __init__(
+        self,
+        *,
+        coverage: Global___InstrumentCoverage | None = ...,
+        n_imported: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["coverage", b"coverage"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coverage", b"coverage", "n_imported", b"n_imported"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportCandlesResponse: _TypeAlias = ImportCandlesResponse  # noqa: Y015
+
+@_typing.final
+class ListInstrumentsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListInstrumentsRequest: _TypeAlias = ListInstrumentsRequest  # noqa: Y015
+
+@_typing.final
+class ListInstrumentsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INSTRUMENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def instruments(self) -> _containers.RepeatedCompositeFieldContainer[Global___InstrumentCoverage]: ...
+    def __init__(
+        self,
+        *,
+        instruments: _abc.Iterable[Global___InstrumentCoverage] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["instruments", b"instruments"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListInstrumentsResponse: _TypeAlias = ListInstrumentsResponse  # noqa: Y015
+
+@_typing.final
+class InstrumentCoverage(_message.Message):
+    """The stored candles of one instrument and interval."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INSTRUMENT_FIELD_NUMBER: _builtins.int
+    INTERVAL_FIELD_NUMBER: _builtins.int
+    FIRST_TIME_FIELD_NUMBER: _builtins.int
+    LAST_TIME_FIELD_NUMBER: _builtins.int
+    N_CANDLES_FIELD_NUMBER: _builtins.int
+    instrument: _builtins.str
+    interval: _spec_pb2.CandleInterval.ValueType
+    n_candles: _builtins.int
+    @_builtins.property
+    def first_time(self) -> _timestamp_pb2.Timestamp:
+        """Open time of the first and of the last stored candle."""
+
+    @_builtins.property
+    def last_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        instrument: _builtins.str = ...,
+        interval: _spec_pb2.CandleInterval.ValueType = ...,
+        first_time: _timestamp_pb2.Timestamp | None = ...,
+        last_time: _timestamp_pb2.Timestamp | None = ...,
+        n_candles: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["first_time", b"first_time", "last_time", b"last_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["first_time", b"first_time", "instrument", b"instrument", "interval", b"interval", "last_time", b"last_time", "n_candles", b"n_candles"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InstrumentCoverage: _TypeAlias = InstrumentCoverage  # noqa: Y015

@@ -80,6 +80,16 @@ class BacktestServiceStub:
                 request_serializer=backcast_dot_v1_dot_backtest__service__pb2.ListStrategiesRequest.SerializeToString,
                 response_deserializer=backcast_dot_v1_dot_backtest__service__pb2.ListStrategiesResponse.FromString,
                 _registered_method=True)
+        self.ImportCandles = channel.stream_unary(
+                '/backcast.v1.BacktestService/ImportCandles',
+                request_serializer=backcast_dot_v1_dot_backtest__service__pb2.ImportCandlesRequest.SerializeToString,
+                response_deserializer=backcast_dot_v1_dot_backtest__service__pb2.ImportCandlesResponse.FromString,
+                _registered_method=True)
+        self.ListInstruments = channel.unary_unary(
+                '/backcast.v1.BacktestService/ListInstruments',
+                request_serializer=backcast_dot_v1_dot_backtest__service__pb2.ListInstrumentsRequest.SerializeToString,
+                response_deserializer=backcast_dot_v1_dot_backtest__service__pb2.ListInstrumentsResponse.FromString,
+                _registered_method=True)
 
 
 class BacktestServiceServicer:
@@ -153,6 +163,26 @@ class BacktestServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ImportCandles(self, request_iterator, context):
+        """Imports candles of one instrument and interval from CSV (a header row;
+        columns time, open, high, low, close, volume). Send the instrument and
+        interval in the first message and the file in csv_chunk pieces of at
+        most 1 MiB, 256 MiB in all. The whole file is checked first: a bad row
+        is INVALID_ARGUMENT naming its line, and nothing is written. Candles
+        already stored between the file's first and last time are replaced.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListInstruments(self, request, context):
+        """Every stored instrument and interval with its coverage. Synthetic SYN-*
+        instruments need no import and are not listed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BacktestServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -190,6 +220,16 @@ def add_BacktestServiceServicer_to_server(servicer, server):
                     servicer.ListStrategies,
                     request_deserializer=backcast_dot_v1_dot_backtest__service__pb2.ListStrategiesRequest.FromString,
                     response_serializer=backcast_dot_v1_dot_backtest__service__pb2.ListStrategiesResponse.SerializeToString,
+            ),
+            'ImportCandles': grpc.stream_unary_rpc_method_handler(
+                    servicer.ImportCandles,
+                    request_deserializer=backcast_dot_v1_dot_backtest__service__pb2.ImportCandlesRequest.FromString,
+                    response_serializer=backcast_dot_v1_dot_backtest__service__pb2.ImportCandlesResponse.SerializeToString,
+            ),
+            'ListInstruments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListInstruments,
+                    request_deserializer=backcast_dot_v1_dot_backtest__service__pb2.ListInstrumentsRequest.FromString,
+                    response_serializer=backcast_dot_v1_dot_backtest__service__pb2.ListInstrumentsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -392,6 +432,60 @@ class BacktestService:
             '/backcast.v1.BacktestService/ListStrategies',
             backcast_dot_v1_dot_backtest__service__pb2.ListStrategiesRequest.SerializeToString,
             backcast_dot_v1_dot_backtest__service__pb2.ListStrategiesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportCandles(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/backcast.v1.BacktestService/ImportCandles',
+            backcast_dot_v1_dot_backtest__service__pb2.ImportCandlesRequest.SerializeToString,
+            backcast_dot_v1_dot_backtest__service__pb2.ImportCandlesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListInstruments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backcast.v1.BacktestService/ListInstruments',
+            backcast_dot_v1_dot_backtest__service__pb2.ListInstrumentsRequest.SerializeToString,
+            backcast_dot_v1_dot_backtest__service__pb2.ListInstrumentsResponse.FromString,
             options,
             channel_credentials,
             insecure,

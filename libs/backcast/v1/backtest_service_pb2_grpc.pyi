@@ -72,6 +72,18 @@ class BacktestServiceStub:
     """The registered strategies with each parameter's type, default and
     bounds, so that clients can build forms.
     """
+    ImportCandles: _grpc.StreamUnaryMultiCallable[_backtest_service_pb2.ImportCandlesRequest, _backtest_service_pb2.ImportCandlesResponse]
+    """Imports candles of one instrument and interval from CSV (a header row;
+    columns time, open, high, low, close, volume). Send the instrument and
+    interval in the first message and the file in csv_chunk pieces of at
+    most 1 MiB, 256 MiB in all. The whole file is checked first: a bad row
+    is INVALID_ARGUMENT naming its line, and nothing is written. Candles
+    already stored between the file's first and last time are replaced.
+    """
+    ListInstruments: _grpc.UnaryUnaryMultiCallable[_backtest_service_pb2.ListInstrumentsRequest, _backtest_service_pb2.ListInstrumentsResponse]
+    """Every stored instrument and interval with its coverage. Synthetic SYN-*
+    instruments need no import and are not listed.
+    """
 
 @_typing.type_check_only
 class BacktestServiceAsyncStub(BacktestServiceStub):
@@ -116,6 +128,18 @@ class BacktestServiceAsyncStub(BacktestServiceStub):
     ListStrategies: _aio.UnaryUnaryMultiCallable[_backtest_service_pb2.ListStrategiesRequest, _backtest_service_pb2.ListStrategiesResponse]  # type: ignore[assignment]
     """The registered strategies with each parameter's type, default and
     bounds, so that clients can build forms.
+    """
+    ImportCandles: _aio.StreamUnaryMultiCallable[_backtest_service_pb2.ImportCandlesRequest, _backtest_service_pb2.ImportCandlesResponse]  # type: ignore[assignment]
+    """Imports candles of one instrument and interval from CSV (a header row;
+    columns time, open, high, low, close, volume). Send the instrument and
+    interval in the first message and the file in csv_chunk pieces of at
+    most 1 MiB, 256 MiB in all. The whole file is checked first: a bad row
+    is INVALID_ARGUMENT naming its line, and nothing is written. Candles
+    already stored between the file's first and last time are replaced.
+    """
+    ListInstruments: _aio.UnaryUnaryMultiCallable[_backtest_service_pb2.ListInstrumentsRequest, _backtest_service_pb2.ListInstrumentsResponse]  # type: ignore[assignment]
+    """Every stored instrument and interval with its coverage. Synthetic SYN-*
+    instruments need no import and are not listed.
     """
 
 class BacktestServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -200,6 +224,30 @@ class BacktestServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_backtest_service_pb2.ListStrategiesResponse, _abc.Awaitable[_backtest_service_pb2.ListStrategiesResponse]]:
         """The registered strategies with each parameter's type, default and
         bounds, so that clients can build forms.
+        """
+
+    @_abc_1.abstractmethod
+    def ImportCandles(
+        self,
+        request_iterator: _MaybeAsyncIterator[_backtest_service_pb2.ImportCandlesRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_backtest_service_pb2.ImportCandlesResponse, _abc.Awaitable[_backtest_service_pb2.ImportCandlesResponse]]:
+        """Imports candles of one instrument and interval from CSV (a header row;
+        columns time, open, high, low, close, volume). Send the instrument and
+        interval in the first message and the file in csv_chunk pieces of at
+        most 1 MiB, 256 MiB in all. The whole file is checked first: a bad row
+        is INVALID_ARGUMENT naming its line, and nothing is written. Candles
+        already stored between the file's first and last time are replaced.
+        """
+
+    @_abc_1.abstractmethod
+    def ListInstruments(
+        self,
+        request: _backtest_service_pb2.ListInstrumentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_backtest_service_pb2.ListInstrumentsResponse, _abc.Awaitable[_backtest_service_pb2.ListInstrumentsResponse]]:
+        """Every stored instrument and interval with its coverage. Synthetic SYN-*
+        instruments need no import and are not listed.
         """
 
 def add_BacktestServiceServicer_to_server(servicer: BacktestServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

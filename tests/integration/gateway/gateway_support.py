@@ -49,6 +49,7 @@ async def start_test_gateway(store: JobStore, database_url: str) -> Gateway:
         address="127.0.0.1:0",
         page_token_key=TEST_PAGE_TOKEN_KEY,
         watch_poll_seconds=WATCH_POLL_SECONDS,
+        marketdata_url=database_url,
     )
     channel = grpc.aio.insecure_channel(
         f"127.0.0.1:{host.port}", options=CLIENT_OPTIONS

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from backcast.cli.client import ClientSettings
-from backcast.cli.commands import build_spec, parse_params, parse_time
+from backcast.cli.commands import build_spec, data_gateway, parse_params, parse_time
 from backcast.cli.main import build_parser, main
 from backcast.errors import InvalidArgument
 from backcast.v1 import spec_pb2
@@ -145,8 +145,35 @@ def test_client_settings_come_from_the_environment() -> None:
         {"BACKCAST_GATEWAY": "gw:443", "BACKCAST_OWNER": "alice"}
     )
 
-    assert settings == ClientSettings(gateway="gw:443", owner="alice")
+    assert settings == ClientSettings(
+        gateway="gw:443", owner="alice", gateway_from_env=True
+    )
     assert ClientSettings.from_env({}) == SETTINGS
+
+
+@pytest.mark.parametrize(
+    ("env", "flags", "expected"),
+    [
+        ({}, [], None),
+        ({}, ["--gateway", "gw:1"], "gw:1"),
+        ({"BACKCAST_GATEWAY": "gw:2"}, [], "gw:2"),
+        ({"BACKCAST_GATEWAY": "gw:2"}, ["--database-url", "postgresql://db"], None),
+        ({"BACKCAST_GATEWAY": "gw:2"}, ["--gateway", "gw:1"], "gw:1"),
+    ],
+)
+def test_data_commands_use_the_gateway_when_named_else_the_database(
+    env: dict[str, str], flags: list[str], expected: str | None
+) -> None:
+    parser = build_parser(ClientSettings.from_env(env))
+
+    for action in (["list"], ["import", "f.csv", "--symbol", "X", "--interval", "1m"]):
+        args = parser.parse_args(["data", *action, *flags])
+        assert data_gateway(args) == expected
+
+
+def test_data_commands_refuse_both_gateway_and_database_url() -> None:
+    with pytest.raises(SystemExit):
+        _parse("data", "list", "--gateway", "gw:1", "--database-url", "postgresql://db")
 
 
 def test_demo_starts_on_free_ports_and_up_on_the_documented_ones() -> None:
