@@ -9,29 +9,19 @@ directory when that variable is unset.
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
-from psycopg import sql
-
-from backcast.db import migrate
+from database_support import fresh_database
 
 if TYPE_CHECKING:
     from backcast.jobqueue.store import JobStore
 
 TEST_DATABASE_URL_VAR = "BACKCAST_TEST_DATABASE_URL"
-
-
-def with_database(url: str, name: str) -> str:
-    """`url` pointing at database `name`, keeping host, user and options."""
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/" + name))
 
 
 @pytest.fixture(scope="session")
@@ -56,23 +46,8 @@ def postgres_server_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def database_url(postgres_server_url: str) -> Iterator[str]:
     """A freshly migrated database of its own for this test run."""
-    name = f"backcast_test_{secrets.token_hex(6)}"
-    with psycopg.connect(postgres_server_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-    url = with_database(postgres_server_url, name)
-    try:
-        migrate(url)
+    with fresh_database(postgres_server_url) as url:
         yield url
-    finally:
-        with psycopg.connect(postgres_server_url, autocommit=True) as admin:
-            # FORCE terminates the sessions still connected (pools a test
-            # forgot to close), which a plain DROP DATABASE would wait on.
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                    sql.Identifier(name)
-                )
-            )
 
 
 @pytest.fixture

@@ -141,6 +141,10 @@ class AttemptRunner:
         """Return once no attempt is held (all ran and were reported)."""
         await self._idle.wait()
 
+    @property
+    def is_idle(self) -> bool:
+        return self._idle.is_set()
+
     def close(self) -> None:
         """Kill every slot and forget every attempt; their leases expire."""
         for task in self._tasks:

@@ -89,7 +89,15 @@ class Worker:
         # LIMITATION: draining waits until every report is delivered; with no
         # scheduler reachable it waits until a second signal (or the
         # orchestrator's kill), and the leases then expire as after a crash.
-        await self.runner.wait_idle()
+        #
+        # An assignment the scheduler sent before it saw the draining
+        # heartbeat may still be on the wire; it lands within one heartbeat
+        # round trip, and is run rather than left to an expiring lease.
+        while True:
+            await self.runner.wait_idle()
+            await asyncio.sleep(self.connection.heartbeat_seconds)
+            if self.runner.is_idle:
+                return
 
     async def stop(self) -> None:
         """Close the stream, kill the slots and stop serving health."""

@@ -9,6 +9,7 @@ from pathlib import Path
 import grpc
 import psycopg
 import pytest
+from database_support import fresh_database
 from e2e_support import OWNER, wait_for
 
 from backcast.cli.client import GatewayClient
@@ -32,6 +33,15 @@ def pytest_runtest_makereport(
     report = yield
     setattr(item, f"report_{report.when}", report)
     return report
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres_server_url: str) -> Iterator[str]:
+    """A database of the end-to-end tests' own: their services run as
+    processes that could outlive a test, and must never lease the jobs of
+    the in-process tests."""
+    with fresh_database(postgres_server_url) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
