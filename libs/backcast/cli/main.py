@@ -357,25 +357,7 @@ def _add_submit(
         default=parse_time("2024-02-01"),
         help="end of the period, exclusive (default: 2024-02-01)",
     )
-    parser.add_argument(
-        "--commission",
-        type=float,
-        default=0.0,
-        help="fraction of traded notional per fill; 0.001 is 10 bps (default: 0)",
-    )
-    parser.add_argument(
-        "--slippage-bps",
-        type=float,
-        default=0.0,
-        help="adverse slippage per fill in basis points (default: 0)",
-    )
-    parser.add_argument(
-        "--initial-cash",
-        type=float,
-        default=10_000.0,
-        help="starting cash in the quote currency (default: 10000)",
-    )
-    _add_execution_options(parser)
+    _add_trading_options(parser)
     parser.add_argument(
         "--priority",
         type=int,
@@ -397,6 +379,29 @@ def _add_submit(
     parser.add_argument(
         "--json", action="store_true", help="print the response as JSON"
     )
+
+
+def _add_trading_options(parser: argparse.ArgumentParser) -> None:
+    """Costs, starting cash and execution flags, shared by submit and run."""
+    parser.add_argument(
+        "--commission",
+        type=float,
+        default=0.0,
+        help="fraction of traded notional per fill; 0.001 is 10 bps (default: 0)",
+    )
+    parser.add_argument(
+        "--slippage-bps",
+        type=float,
+        default=0.0,
+        help="adverse slippage per fill in basis points (default: 0)",
+    )
+    parser.add_argument(
+        "--initial-cash",
+        type=float,
+        default=10_000.0,
+        help="starting cash in the quote currency (default: 10000)",
+    )
+    _add_execution_options(parser)
 
 
 def _add_execution_options(parser: argparse.ArgumentParser) -> None:
@@ -626,25 +631,7 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="a strategy parameter, repeatable: --param fast_period=10 "
         "--param slow_period=30 (see `backcast submit --help`)",
     )
-    parser.add_argument(
-        "--commission",
-        type=float,
-        default=0.0,
-        help="fraction of traded notional per fill; 0.001 is 10 bps (default: 0)",
-    )
-    parser.add_argument(
-        "--slippage-bps",
-        type=float,
-        default=0.0,
-        help="adverse slippage per fill in basis points (default: 0)",
-    )
-    parser.add_argument(
-        "--initial-cash",
-        type=float,
-        default=10_000.0,
-        help="starting cash in the quote currency (default: 10000)",
-    )
-    _add_execution_options(parser)
+    _add_trading_options(parser)
     parser.add_argument(
         "--json",
         action="store_true",
