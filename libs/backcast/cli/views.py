@@ -9,7 +9,8 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from backcast.cli.tables import number, percent, render_table
-from backcast.engine.spec import Interval
+from backcast.errors import InvalidArgument
+from backcast.rpc import translate
 from backcast.v1 import backtest_service_pb2 as api
 from backcast.v1 import result_pb2, spec_pb2
 
@@ -74,11 +75,10 @@ def is_terminal(backtest: api.Backtest) -> bool:
 
 def interval_label(code: int) -> str:
     """`CANDLE_INTERVAL_ONE_HOUR` as `1h`."""
-    name = spec_pb2.CandleInterval.Name(code).removeprefix("CANDLE_INTERVAL_")  # type: ignore[arg-type]
     try:
-        return Interval[name].value
-    except KeyError:
-        return name.lower()
+        return translate.interval_from_proto(code, "interval").value
+    except InvalidArgument:
+        return str(code)
 
 
 def strategy_label(spec: spec_pb2.BacktestSpec) -> str:
