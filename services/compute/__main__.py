@@ -25,6 +25,8 @@ FLAGS = {
     "worker_id": "BACKCAST_WORKER_ID",
     "address": "BACKCAST_WORKER_ADDRESS",
     "log_level": "BACKCAST_LOG_LEVEL",
+    "attempt_timeout_seconds": "BACKCAST_WORKER_ATTEMPT_TIMEOUT_SECONDS",
+    "slot_memory_mb": "BACKCAST_WORKER_SLOT_MEMORY_MB",
 }
 
 # Exit code after a second signal cut the drain short.
@@ -55,6 +57,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="health listen address (BACKCAST_WORKER_ADDRESS, 127.0.0.1:0)",
     )
     parser.add_argument("--log-level", help="log level (BACKCAST_LOG_LEVEL, INFO)")
+    parser.add_argument(
+        "--attempt-timeout-seconds",
+        help="longest run of one attempt before its slot is killed "
+        "(BACKCAST_WORKER_ATTEMPT_TIMEOUT_SECONDS, 3600)",
+    )
+    parser.add_argument(
+        "--slot-memory-mb",
+        help="address-space limit of each slot process in MiB, 0 for none "
+        "(BACKCAST_WORKER_SLOT_MEMORY_MB, 0)",
+    )
     return parser.parse_args(argv)
 
 

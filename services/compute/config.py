@@ -7,7 +7,8 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from backcast.config import read_int, read_str
+from backcast.compute.faults import FAULTS_VARIABLE, Fault, parse_faults
+from backcast.config import read_float, read_int, read_str
 
 
 def default_n_slots() -> int:
@@ -37,6 +38,15 @@ class WorkerConfig:
     address: str = "127.0.0.1:0"
     # Log level (BACKCAST_LOG_LEVEL), INFO.
     log_level: str = "INFO"
+    # Longest an attempt may run before its slot process is killed and the
+    # attempt fails retryably (BACKCAST_WORKER_ATTEMPT_TIMEOUT_SECONDS), 1 h.
+    attempt_timeout_seconds: float = 3600.0
+    # Address-space limit of each slot process in MiB, 0 for none
+    # (BACKCAST_WORKER_SLOT_MEMORY_MB), none.
+    slot_memory_mb: int = 0
+    # Faults injected into slot processes (BACKCAST_FAULTS), none; see
+    # faults.py. For tests only.
+    faults: tuple[Fault, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerConfig:
@@ -49,4 +59,11 @@ class WorkerConfig:
             worker_id=read_str(env, "BACKCAST_WORKER_ID", default_worker_id()),
             address=read_str(env, "BACKCAST_WORKER_ADDRESS", "127.0.0.1:0"),
             log_level=read_str(env, "BACKCAST_LOG_LEVEL", "INFO").upper(),
+            attempt_timeout_seconds=read_float(
+                env, "BACKCAST_WORKER_ATTEMPT_TIMEOUT_SECONDS", 3600.0, 0.1, 604_800.0
+            ),
+            slot_memory_mb=read_int(
+                env, "BACKCAST_WORKER_SLOT_MEMORY_MB", 0, 0, 16_777_216
+            ),
+            faults=parse_faults(env.get(FAULTS_VARIABLE, "")),
         )

@@ -7,6 +7,7 @@ import ctypes
 import importlib
 import logging
 import multiprocessing
+import resource
 import signal
 import sys
 import time
@@ -18,6 +19,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from backcast import telemetry
+from backcast.compute.faults import Fault, FaultPlan
 from backcast.engine.spec import BacktestSpec
 from backcast.errors import BacktestFailed
 from backcast.telemetry import EVENT, SLOT
@@ -57,6 +59,22 @@ class Stopped:
 Outcome = Succeeded | Failed | Stopped
 
 
+@dataclass(frozen=True)
+class SlotLimits:
+    """What a slot process may spend on one attempt, and faults to inject.
+
+    `timeout_seconds` bounds an attempt's run time; past it the process is
+    killed and the attempt fails retryably (`max_attempts` bounds the
+    retries). `memory_mb` caps each slot process's address space (0: no
+    cap), so a runaway allocation raises MemoryError in the slot instead of
+    waking the kernel's OOM killer on the whole machine.
+    """
+
+    timeout_seconds: float = 3600.0
+    memory_mb: int = 0
+    faults: tuple[Fault, ...] = ()
+
+
 def process_context() -> BaseContext:
     """Forkserver where available: children start from a clean process, not
     from a fork of one running asyncio and gRPC threads, and start quickly."""
@@ -82,11 +100,14 @@ class Slot:
         context: BaseContext,
         entry: str,
         log_level: str,
+        limits: SlotLimits,
     ) -> None:
         self.index = index
         self._context = context
         self._entry = entry
         self._log_level = log_level
+        self._limits = limits
+        self._deadline: asyncio.TimerHandle | None = None
         self._process: BaseProcess | None = None
         self._connection: Connection | None = None
         self._outcome: asyncio.Future[Outcome] | None = None
@@ -106,7 +127,7 @@ class Slot:
         parent_end, child_end = self._context.Pipe(duplex=True)
         process = self._context.Process(  # type: ignore[attr-defined]
             target=_serve_attempts,
-            args=(child_end, self._entry, self._log_level),
+            args=(child_end, self._entry, self._log_level, self._limits),
             name=f"backcast-slot-{self.index}",
             daemon=True,
         )
@@ -123,8 +144,10 @@ class Slot:
         """Start the attempt of `spec`; the future resolves with its outcome."""
         if self._outcome is not None or self._connection is None:
             raise RuntimeError(f"slot {self.index} is not free")
-        self._outcome = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self._outcome = loop.create_future()
         self._on_progress = on_progress
+        self._deadline = loop.call_later(self._limits.timeout_seconds, self._on_timeout)
         self._connection.send(spec)
         return self._outcome
 
@@ -180,6 +203,20 @@ class Slot:
         elif kind == "failed":
             self._settle(Failed(message[1], retryable=message[2]))
 
+    def _on_timeout(self) -> None:
+        self._deadline = None
+        if self._outcome is None:
+            return
+        limit = self._limits.timeout_seconds
+        logger.warning(
+            "attempt ran past its execution timeout; slot process killed",
+            extra={EVENT: "attempt_timed_out", SLOT: self.index, "limit": limit},
+        )
+        self._kill_process()
+        self._restart_process()
+        message = f"the backtest ran past the execution timeout of {limit:g} s"
+        self._settle(Failed(message, retryable=True))
+
     def _on_process_died(self) -> None:
         self._forget_connection()
         process, self._process = self._process, None
@@ -193,10 +230,13 @@ class Slot:
         )
         self._restart_process()
         if self._outcome is not None:
-            message = f"the slot process died (exit code {exit_code})"
+            message = f"the slot process died ({_exit_description(exit_code)})"
             self._settle(Failed(message, retryable=True))
 
     def _settle(self, outcome: Outcome) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
         future, self._outcome = self._outcome, None
         self._on_progress = None
         if future is not None and not future.done():
@@ -212,10 +252,12 @@ class SlotPool:
         *,
         entry: str = ENGINE_ENTRY,
         log_level: str = "INFO",
+        limits: SlotLimits | None = None,
     ) -> None:
         context = process_context()
+        limits = limits or SlotLimits()
         self._slots = [
-            Slot(index, context, entry, log_level) for index in range(n_slots)
+            Slot(index, context, entry, log_level, limits) for index in range(n_slots)
         ]
 
     @property
@@ -242,7 +284,17 @@ class SlotPool:
             slot.close()
 
 
-def _serve_attempts(connection: Connection, entry: str, log_level: str) -> None:
+def _exit_description(exit_code: int | None) -> str:
+    if exit_code is None:
+        return "exit code unknown"
+    if exit_code < 0:
+        return f"killed by {signal.Signals(-exit_code).name}"
+    return f"exit code {exit_code}"
+
+
+def _serve_attempts(
+    connection: Connection, entry: str, log_level: str, limits: SlotLimits
+) -> None:
     """Main loop of a slot process: one spec in, progress and an outcome out."""
     # The worker decides when a slot ends: Ctrl-C in a terminal reaches the
     # whole process group and must not kill attempts of a draining worker.
@@ -250,18 +302,23 @@ def _serve_attempts(connection: Connection, entry: str, log_level: str) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _die_with_parent()
     telemetry.configure("compute", log_level)
+    _limit_memory(limits.memory_mb)
     run = _load_entry(entry)
+    faults = FaultPlan(limits.faults)
 
     while True:
         try:
             spec = connection.recv()
         except EOFError:
             return
-        connection.send(_run_attempt(run, spec, connection))
+        connection.send(_run_attempt(run, spec, connection, faults))
 
 
 def _run_attempt(
-    run: Callable[..., Any], spec: dict[str, Any], connection: Connection
+    run: Callable[..., Any],
+    spec: dict[str, Any],
+    connection: Connection,
+    faults: FaultPlan,
 ) -> tuple[Any, ...]:
     last_sent_at = 0.0
 
@@ -273,7 +330,10 @@ def _run_attempt(
             connection.send(("progress", float(fraction)))
 
     try:
-        result = run(BacktestSpec.from_dict(spec), progress=report_progress)
+        backtest = BacktestSpec.from_dict(spec)
+        faults.strike("attempt.start", backtest.instrument)
+        result = run(backtest, progress=report_progress)
+        faults.strike("attempt.finish", backtest.instrument)
         return ("result", result.to_dict())
     except BacktestFailed as exc:
         return ("failed", exc.message, exc.retryable)
@@ -296,6 +356,13 @@ def _load_entry(entry: str) -> Callable[..., Any]:
         importlib.import_module(module_name), function_name
     )
     return function
+
+
+def _limit_memory(memory_mb: int) -> None:
+    if memory_mb <= 0:
+        return
+    limit = memory_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
 def _die_with_parent() -> None:

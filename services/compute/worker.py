@@ -13,7 +13,7 @@ from backcast.compute.attempts import AttemptRunner
 from backcast.compute.config import WorkerConfig
 from backcast.compute.connection import SchedulerConnection
 from backcast.compute.reporting import Reporter
-from backcast.compute.slots import ENGINE_ENTRY, SlotPool
+from backcast.compute.slots import ENGINE_ENTRY, SlotLimits, SlotPool
 from backcast.rpc.server import CLIENT_OPTIONS, ServiceHost, start_server
 from backcast.telemetry import EVENT, WORKER
 from backcast.v1 import scheduler_service_pb2_grpc
@@ -44,7 +44,14 @@ class Worker:
             config.scheduler_address, options=CHANNEL_OPTIONS
         )
         stub = scheduler_service_pb2_grpc.SchedulerServiceStub(self._channel)
-        self.slots = SlotPool(config.n_slots, entry=entry, log_level=config.log_level)
+        limits = SlotLimits(
+            timeout_seconds=config.attempt_timeout_seconds,
+            memory_mb=config.slot_memory_mb,
+            faults=config.faults,
+        )
+        self.slots = SlotPool(
+            config.n_slots, entry=entry, log_level=config.log_level, limits=limits
+        )
         self.runner = AttemptRunner(
             self.slots, Reporter(stub, config.worker_id), config.worker_id
         )
