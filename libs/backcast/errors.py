@@ -128,6 +128,20 @@ class ResultNotReady(FailedPrecondition):
         self.state = state
 
 
+class EquityCurveUnavailable(FailedPrecondition):
+    """The full equity curve of a succeeded backtest cannot be rebuilt.
+
+    `reason` tells why: its candles were re-imported since it ran
+    (CANDLES_REIMPORTED), or its result holds no account fills
+    (NO_ACCOUNT_FILLS).
+    """
+
+    def __init__(self, job_id: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+        self.reason = reason
+
+
 class LeaseLost(AppError):
     """The worker no longer holds the lease it is reporting on."""
 

@@ -168,6 +168,11 @@ class CandleStorage:
     def __init__(self, url: str) -> None:
         self._url = url
 
+    @property
+    def url(self) -> str:
+        """The market-data database's URL (it may hold a password)."""
+        return self._url
+
     async def import_candles(self, upload: CandleUpload) -> ImportedCandles:
         """Parse the whole file, then store its candles in one transaction.
 

@@ -71,6 +71,12 @@ class PageTokens:
                 "belongs to another query; repeat the request that returned "
                 "it, with the same filter, or start without a token"
             )
+        # Every position handed out is a backtest id or a trade offset past
+        # the first page, so at least 1. A lower one was signed elsewhere (the
+        # development key is public) and would make a trade page wrap around
+        # to the end of the list.
+        if position < 1:
+            raise _bad_token("is not a page token of this service")
         return int(position)
 
     def _sign(self, body: bytes) -> bytes:

@@ -12,6 +12,7 @@ from backcast.engine.results import BacktestResult
 from backcast.errors import FieldViolation, InvalidArgument
 from backcast.gateway import validation
 from backcast.gateway.candles import CandleStorage, receive_upload
+from backcast.gateway.equity import EquityCurves, curve_messages
 from backcast.gateway.owners import owner_from_metadata
 from backcast.gateway.pagination import (
     PageTokens,
@@ -19,6 +20,7 @@ from backcast.gateway.pagination import (
     page_of,
     trades_query,
 )
+from backcast.gateway.submissions import new_job_from_proto, new_jobs_from_proto
 from backcast.gateway.validation import BACKTESTS_PAGE, TRADES_PAGE
 from backcast.gateway.watch import JobEvents, watch_job
 from backcast.jobqueue.jobs import JobState
@@ -50,6 +52,7 @@ class BacktestServicer(backtest_service_pb2_grpc.BacktestServiceServicer):
     ) -> None:
         self._store = store
         self._candles = candles
+        self._curves = EquityCurves(store, candles.url)
         self._events = events
         self._tokens = page_tokens
         self._watch_poll_seconds = watch_poll_seconds
@@ -58,30 +61,35 @@ class BacktestServicer(backtest_service_pb2_grpc.BacktestServiceServicer):
         self, request: api.SubmitBacktestRequest, context: Context
     ) -> api.SubmitBacktestResponse:
         owner = _owner(context)
-        violations: list[FieldViolation] = []
-        spec = None
-        if request.HasField("spec"):
-            spec = validation.checked(
-                violations, lambda: translate.spec_from_proto(request.spec, "spec")
-            )
-        else:
-            violations.append(FieldViolation("spec", "required; the backtest to run"))
-        violations += validation.submit_violations(request)
-        if spec is None or violations:
-            raise InvalidArgument(violations)
+        new_job = new_job_from_proto(request)
 
         job = await self._store.submit(
             owner,
-            spec.to_dict(),
-            priority=request.priority,
-            max_attempts=validation.resolved_max_attempts(request.max_attempts),
-            request_id=request.request_id or None,
+            new_job.spec,
+            priority=new_job.priority,
+            max_attempts=new_job.max_attempts,
+            request_id=new_job.request_id,
         )
         logger.info(
             "backtest submitted",
             extra={EVENT: "backtest_submitted", JOB_ID: job.id, OWNER: owner},
         )
         return api.SubmitBacktestResponse(backtest=translate.job_to_proto(job))
+
+    async def SubmitBacktests(
+        self, request: api.SubmitBacktestsRequest, context: Context
+    ) -> api.SubmitBacktestsResponse:
+        owner = _owner(context)
+        new_jobs = new_jobs_from_proto(request)
+
+        jobs = await self._store.submit_many(owner, new_jobs)
+        logger.info(
+            "backtests submitted",
+            extra={EVENT: "backtests_submitted", OWNER: owner, "n_jobs": len(jobs)},
+        )
+        return api.SubmitBacktestsResponse(
+            backtests=[translate.job_to_proto(job) for job in jobs]
+        )
 
     async def GetStatus(
         self, request: api.GetStatusRequest, context: Context
@@ -90,7 +98,11 @@ class BacktestServicer(backtest_service_pb2_grpc.BacktestServiceServicer):
         validation.raise_if_any(validation.backtest_id_violations(request.backtest_id))
 
         job = await self._store.get(owner, request.backtest_id)
-        return api.GetStatusResponse(backtest=translate.job_to_proto(job))
+        attempts = await self._store.attempts(owner, request.backtest_id)
+        return api.GetStatusResponse(
+            backtest=translate.job_to_proto(job),
+            attempts=[translate.attempt_to_proto(attempt) for attempt in attempts],
+        )
 
     async def GetResult(
         self, request: api.GetResultRequest, context: Context
@@ -120,6 +132,16 @@ class BacktestServicer(backtest_service_pb2_grpc.BacktestServiceServicer):
             next_page_token=next_token,
             total_trades=len(result["trades"]),
         )
+
+    async def GetEquityCurve(
+        self, request: api.GetEquityCurveRequest, context: Context
+    ) -> AsyncIterator[api.GetEquityCurveResponse]:
+        owner = _owner(context)
+        validation.raise_if_any(validation.backtest_id_violations(request.backtest_id))
+
+        curve = await self._curves.full_curve(owner, request.backtest_id)
+        for message in curve_messages(curve):
+            yield message
 
     async def ListBacktests(
         self, request: api.ListBacktestsRequest, context: Context

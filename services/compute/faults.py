@@ -14,6 +14,7 @@ slot process) names them, separated by semicolons:
 - ACTION is one of:
   `sleep(SECONDS)`: hold the attempt (progress keeps its last value);
   `fail(retryable)` or `fail(fatal)`: the attempt fails with that kind;
+  `raise(TEXT)`: the engine raises RuntimeError(TEXT), as with a bug;
   `crash`: the slot process dies of SIGSEGV, as with a native-code bug;
   `exit(CODE)`: the slot process exits with CODE;
   `allocate(MEGABYTES)`: the slot process allocates that much memory.
@@ -40,7 +41,7 @@ _FAULT = re.compile(
     r"^(?P<point>[a-z.]+)(?:@(?P<instrument>[^=]+))?"
     r"=(?P<action>[a-z]+)(?:\((?P<argument>[^)]*)\))?$"
 )
-_ACTIONS = ("sleep", "fail", "crash", "exit", "allocate")
+_ACTIONS = ("sleep", "fail", "raise", "crash", "exit", "allocate")
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,8 @@ class Fault:
                 f"injected {self.argument} failure at {self.point}",
                 retryable=retryable,
             )
+        elif self.action == "raise":
+            raise RuntimeError(self.argument)
         elif self.action == "crash":
             os.kill(os.getpid(), signal.SIGSEGV)
             time.sleep(60)  # the signal arrives before this ends

@@ -345,9 +345,11 @@ def _run_attempt(
         logger.error(
             "backtest engine raised", exc_info=exc, extra={EVENT: "engine_error"}
         )
-        # A bug in the engine fails the same way on every attempt.
-        message = f"internal error in the backtest engine ({type(exc).__name__})"
-        return ("failed", message, False)
+        # Retried like any failure not known to be permanent: it may come
+        # from this process's state (a corrupt cache, a full disk) rather
+        # than the spec, and max_attempts bounds the cost if it does not.
+        message = f"the backtest engine raised {type(exc).__name__}: {exc}"
+        return ("failed", message[:1000], True)
 
 
 def _load_entry(entry: str) -> Callable[..., Any]:

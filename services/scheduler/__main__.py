@@ -29,6 +29,7 @@ FLAGS = {
     "poll_seconds": "BACKCAST_SCHEDULER_POLL_SECONDS",
     "scheduler_id": "BACKCAST_SCHEDULER_ID",
     "log_level": "BACKCAST_LOG_LEVEL",
+    "history_days": "BACKCAST_SCHEDULER_HISTORY_DAYS",
 }
 
 
@@ -60,6 +61,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="name in logs and welcomes (BACKCAST_SCHEDULER_ID, hostname-pid)",
     )
     parser.add_argument("--log-level", help="log level (BACKCAST_LOG_LEVEL, INFO)")
+    parser.add_argument(
+        "--history-days",
+        help="days finished jobs are kept, 0 for ever "
+        "(BACKCAST_SCHEDULER_HISTORY_DAYS, 30)",
+    )
     return parser.parse_args(argv)
 
 

@@ -42,6 +42,9 @@ class SchedulerConfig:
     scheduler_id: str = field(default_factory=default_scheduler_id)
     # Log level (BACKCAST_LOG_LEVEL), INFO.
     log_level: str = "INFO"
+    # Days a finished job, its result and its attempts are kept
+    # (BACKCAST_SCHEDULER_HISTORY_DAYS), 30; 0 keeps them forever.
+    history_days: float = 30.0
 
     def __post_init__(self) -> None:
         # Two heartbeats must fit into one lease, or a single late heartbeat
@@ -52,6 +55,11 @@ class SchedulerConfig:
                 "must be at most half of BACKCAST_SCHEDULER_LEASE_SECONDS="
                 f"{self.lease_seconds}"
             )
+
+    @property
+    def prune_interval_seconds(self) -> float:
+        """How often finished jobs past their retention are deleted."""
+        return 60.0
 
     @property
     def reap_interval_seconds(self) -> float:
@@ -75,4 +83,7 @@ class SchedulerConfig:
             ),
             scheduler_id=read_str(env, "BACKCAST_SCHEDULER_ID", default_scheduler_id()),
             log_level=read_str(env, "BACKCAST_LOG_LEVEL", "INFO").upper(),
+            history_days=read_float(
+                env, "BACKCAST_SCHEDULER_HISTORY_DAYS", 30.0, 0.0, 36_500.0
+            ),
         )

@@ -15,6 +15,7 @@ from backcast.scheduler.cancels import CancelRelay
 from backcast.scheduler.completions import Completions
 from backcast.scheduler.config import SchedulerConfig
 from backcast.scheduler.dispatcher import Dispatcher
+from backcast.scheduler.history import HistoryPruner
 from backcast.scheduler.leases import LeaseKeeper
 from backcast.scheduler.notifications import NotificationListener
 from backcast.scheduler.reaper import Reaper
@@ -86,6 +87,13 @@ class Scheduler:
             reaper.run(),
             listener.run(),
         ]
+        if config.history_days > 0:
+            pruner = HistoryPruner(
+                store,
+                retention_seconds=config.history_days * 86_400,
+                interval_seconds=config.prune_interval_seconds,
+            )
+            loops.append(pruner.run())
         tasks = [asyncio.create_task(loop) for loop in loops]
         logger.info(
             "scheduler started",

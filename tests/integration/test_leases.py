@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from backcast.errors import LeaseLost
-from backcast.jobqueue import HeldLease, JobState, Lease
+from backcast.jobqueue import HeldLease, JobState, Lease, statements
 from backcast.jobqueue.store import JobStore
 
 Connection = psycopg.AsyncConnection[tuple[Any, ...]]
@@ -119,21 +119,21 @@ async def test_claim_of_nothing_or_an_empty_queue_returns_no_leases(
     assert await store.claim("w1", 0, lease_seconds=30) == []
 
 
-async def test_claim_walks_the_queued_jobs_index(
+async def test_claim_reads_queued_jobs_through_the_per_owner_index(
     store: JobStore, db_connection: Connection
 ) -> None:
     await submit(store)
     # With a tiny table the planner would rightly scan it; forbidding that
-    # shows the partial index can serve the claim's filter and order.
+    # shows the partial indexes can serve every step of the claim.
     await db_connection.execute("SET enable_seqscan = off")
-    cursor = await db_connection.execute(
-        "EXPLAIN SELECT id FROM jobs WHERE state = 'queued' AND run_after <= now() "
-        "ORDER BY priority DESC, id LIMIT 10 FOR UPDATE SKIP LOCKED"
-    )
+    query = statements.CLAIM_JOBS
+    params = {"worker": "w1", "n": 5, "per_owner": 10, "lease_seconds": 30}
+    cursor = await db_connection.execute(f"EXPLAIN {query}", params)
     plan = "\n".join(row[0] for row in await cursor.fetchall())
 
-    assert "jobs_queued_idx" in plan
-    assert "Sort" not in plan
+    assert "jobs_queued_owner_idx" in plan
+    assert "jobs_leased_owner_idx" in plan
+    assert "Seq Scan on jobs" not in plan
 
 
 # --- renew ------------------------------------------------------------------

@@ -22,7 +22,7 @@ from backcast.config import read_str
 from backcast.rpc.server import CLIENT_OPTIONS
 from backcast.v1 import backtest_service_pb2 as api
 from backcast.v1 import backtest_service_pb2_grpc as api_grpc
-from backcast.v1 import spec_pb2
+from backcast.v1 import result_pb2, spec_pb2
 
 DEFAULT_GATEWAY = "127.0.0.1:50051"
 OWNER_HEADER = "x-backcast-owner"
@@ -182,6 +182,19 @@ class GatewayClient:
         return self._stub.GetResult(
             request, timeout=self.timeout_seconds, metadata=self._metadata
         )
+
+    def equity_curve(self, backtest_id: int) -> Iterator[result_pb2.EquityPoint]:
+        """Every point of the backtest's full equity curve, oldest first.
+
+        The deadline covers the whole stream; a curve of millions of points
+        takes a few seconds.
+        """
+        request = api.GetEquityCurveRequest(backtest_id=backtest_id)
+        responses = self._stub.GetEquityCurve(
+            request, timeout=self.timeout_seconds, metadata=self._metadata
+        )
+        for response in responses:
+            yield from response.points
 
     def list_backtests(
         self,

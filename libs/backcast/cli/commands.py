@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import signal
 import sys
 import time
@@ -413,6 +414,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 def cmd_result(args: argparse.Namespace) -> int:
+    if args.equity_full:
+        return _write_full_equity(args, args.equity_full)
     n_trades = max(0, args.trades)
     with _client(args) as client:
         response = client.get_result(args.id, page_size=max(1, n_trades))
@@ -432,6 +435,25 @@ def cmd_result(args: argparse.Namespace) -> int:
         print(views.trades_table(shown))
     print()
     print(views.equity_text(list(result.equity_curve)))
+    return 0
+
+
+def _write_full_equity(args: argparse.Namespace, path: str) -> int:
+    # Written as the points arrive: a curve of millions of points is never
+    # held whole, and a failure before the first point leaves no file.
+    with contextlib.ExitStack() as stack:
+        client = stack.enter_context(_client(args))
+        points = client.equity_curve(args.id)
+        first = next(points, None)
+        out = sys.stdout if path == "-" else stack.enter_context(open(path, "w"))
+        out.write("time,equity\n")
+        n_points = 0
+        for point in itertools.chain([] if first is None else [first], points):
+            at = datetime.fromtimestamp(point.time.seconds, UTC)
+            out.write(f"{at:%Y-%m-%dT%H:%M:%SZ},{point.equity!r}\n")
+            n_points += 1
+    if path != "-":
+        print(f"wrote {n_points} equity points to {path}", file=sys.stderr)
     return 0
 
 

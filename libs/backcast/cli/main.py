@@ -594,6 +594,14 @@ def _add_result(
     parser.add_argument(
         "--json", action="store_true", help="print the response as JSON"
     )
+    parser.add_argument(
+        "--equity-full",
+        metavar="PATH",
+        help="instead, write the equity at every candle close as CSV (time, "
+        "equity) to PATH, '-' for standard output; the candles are reloaded, "
+        "so a backtest whose candles were re-imported since has none (exit "
+        "code 2)",
+    )
 
 
 def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

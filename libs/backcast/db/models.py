@@ -85,10 +85,21 @@ class JobRow(Base):
         # Only queued rows are indexed, so the claim query stays as cheap with
         # millions of finished jobs as with none.
         Index(
-            "jobs_queued_idx",
+            "jobs_queued_owner_idx",
+            "owner",
             text("priority DESC"),
             "id",
             postgresql_where=text("state = 'queued'"),
+        ),
+        Index(
+            "jobs_leased_owner_idx",
+            "owner",
+            postgresql_where=text("state IN ('running', 'cancelling')"),
+        ),
+        Index(
+            "jobs_finished_idx",
+            "finished_at",
+            postgresql_where=text("state IN ('succeeded', 'failed', 'cancelled')"),
         ),
         Index(
             "jobs_leased_idx",
@@ -113,6 +124,10 @@ class ResultRow(Base):
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+    # The account after every fill, as `AccountFills.to_bytes` lays it out,
+    # and the data version of the candles; NULL in older results.
+    account_fills: Mapped[bytes | None] = mapped_column(LargeBinary)
+    data_version: Mapped[str | None] = mapped_column(Text)
 
 
 class CandleChunkRow(Base):
@@ -152,3 +167,54 @@ class CandleChunkRow(Base):
             name="candle_chunks_times_check",
         ),
     )
+
+
+class AttemptRow(Base):
+    """One attempt of a job: the worker that held its lease, and its end."""
+
+    __tablename__ = "attempts"
+
+    job_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("jobs.id", ondelete="CASCADE")
+    )
+    attempt: Mapped[int] = mapped_column(Integer)
+    worker: Mapped[str] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(Text, server_default=text("'running'"))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        PrimaryKeyConstraint("job_id", "attempt", name="attempts_pkey"),
+        CheckConstraint(
+            "outcome IN ('running', 'succeeded', 'failed', 'cancelled', 'expired')",
+            name="attempts_outcome_check",
+        ),
+        CheckConstraint("attempt >= 1", name="attempts_attempt_check"),
+    )
+
+
+class CandleImportRow(Base):
+    """The data version of one stored series, raised by every import of it."""
+
+    __tablename__ = "candle_imports"
+
+    instrument: Mapped[str] = mapped_column(Text)
+    interval: Mapped[str] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(BigInteger)
+    imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        PrimaryKeyConstraint("instrument", "interval", name="candle_imports_pkey"),
+    )
+
+
+class OwnerTurnRow(Base):
+    """When an owner was last given a slot, to break ties in fair claims."""
+
+    __tablename__ = "owner_turns"
+
+    owner: Mapped[str] = mapped_column(Text, primary_key=True)
+    last_claimed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -11,11 +11,20 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
+
 from backcast import marketdata
 from backcast.engine.candles import Candles
 from backcast.engine.downsample import downsample_indices
+from backcast.engine.indicators import IndicatorMemo
 from backcast.engine.metrics import compute_metrics
-from backcast.engine.results import BacktestResult, EquityCurve, Metrics, TradeTable
+from backcast.engine.results import (
+    AccountFills,
+    BacktestResult,
+    EquityCurve,
+    Metrics,
+    TradeTable,
+)
 from backcast.engine.simulation import Simulation, simulate
 from backcast.engine.spec import BacktestSpec, resolve_params, validate_spec
 from backcast.engine.strategies import SIGNALS, Params
@@ -36,16 +45,30 @@ def run_backtest(
     if violations:
         first = violations[0]
         raise BacktestFailed(f"{first.field}: {first.description}", retryable=False)
-    candles = marketdata.load_candles(spec)
+    loaded = marketdata.load_versioned_candles(spec)
     report = progress or _ignore
     report(0.25)
-    return run_on_candles(spec, candles, progress=report)
+    return run_on_candles(
+        spec, loaded.candles, progress=report, data_version=loaded.data_version
+    )
 
 
 def run_on_candles(
-    spec: BacktestSpec, candles: Candles, *, progress: Progress | None = None
+    spec: BacktestSpec,
+    candles: Candles,
+    *,
+    progress: Progress | None = None,
+    data_version: str | None = None,
+    indicators: IndicatorMemo | None = None,
 ) -> BacktestResult:
-    """Backtest `candles` with the spec's strategy, costs and initial cash."""
+    """Backtest `candles` with the spec's strategy, costs and initial cash.
+
+    `data_version` names the candles for the result (see
+    `backcast.marketdata.VersionedCandles`); None when they have no version.
+    `indicators`, a memo bound to these same candles, lends the strategy
+    the indicators computed before and keeps those it computes (see
+    `backcast.engine.sweep`); the result is the same with or without it.
+    """
     report = progress or _ignore
     params = _resolved_params(spec)
     signal_function = SIGNALS.get(spec.strategy.name)
@@ -56,7 +79,9 @@ def run_on_candles(
         )
     execution = spec.execution
     shorts = execution.direction == "long_short"
-    signals = signal_function(candles, params, shorts=shorts)
+    signals = signal_function(
+        candles, params, shorts=shorts, indicators=indicators
+    )
     n = len(candles)
     if signals.first_decision + 1 >= n:
         raise BacktestFailed(
@@ -92,6 +117,8 @@ def run_on_candles(
         metrics=metrics,
         trades=_trades(simulation, candles),
         equity_curve=_equity_curve(simulation, candles, spec.interval.seconds),
+        account_fills=_account_fills(simulation, candles),
+        data_version=data_version,
     )
     report(1.0)
     return result
@@ -114,6 +141,16 @@ def _trades(simulation: Simulation, candles: Candles) -> TradeTable:
     fills = candles.times[simulation.trade_candles]
     values = simulation.trade_values.T
     return TradeTable(fills[:, 0], fills[:, 1], *values)
+
+
+def _account_fills(simulation: Simulation, candles: Candles) -> AccountFills:
+    # Copies: the kernel's state array is (n_fills, 2), its columns strided.
+    states = simulation.fill_states
+    return AccountFills(
+        at=candles.times[simulation.fill_candles],
+        cash=np.ascontiguousarray(states[:, 0]),
+        units=np.ascontiguousarray(states[:, 1]),
+    )
 
 
 def _equity_curve(

@@ -13,12 +13,16 @@ import math
 
 import numba
 import numpy as np
+import numpy.typing as npt
 
 from backcast.engine.candles import FloatArray, IntArray
+
+Int8Array = npt.NDArray[np.int8]
 
 # Shaved off the cash before sizing, so units * price * (1 + commission)
 # cannot round to more than the cash held.
 SIZING_SHAVE = 1.0 - 2.0**-52
+_DAY_SECONDS = 86_400
 
 
 @numba.njit(cache=True)
@@ -70,39 +74,44 @@ def exponential_average(values: FloatArray, period: int) -> FloatArray:
 
 
 @numba.njit(cache=True)
-def above_target(fast: FloatArray, slow: FloatArray, noise: float) -> FloatArray:
-    """1.0 where fast - slow exceeds `noise` * |slow|, else 0.0 (NaN gives 0.0)."""
+def above_target(fast: FloatArray, slow: FloatArray, noise: float) -> Int8Array:
+    """1 where fast - slow exceeds `noise` * |slow|, else 0 (NaN gives 0)."""
     n = fast.size
-    out = np.zeros(n)
+    out = np.zeros(n, dtype=np.int8)
     for t in range(n):
-        if fast[t] - slow[t] > noise * abs(slow[t]):
-            out[t] = 1.0
+        out[t] = fast[t] - slow[t] > noise * abs(slow[t])
     return out
 
 
 @numba.njit(cache=True)
 def fill_orders(
-    target: FloatArray,
-    opens: FloatArray,
-    highs: FloatArray,
-    lows: FloatArray,
-    closes: FloatArray,
+    sides: Int8Array,
+    times: IntArray,
+    candles: tuple[FloatArray, FloatArray, FloatArray, FloatArray],
     costs: tuple[float, float],
     initial_cash: float,
     fill_at_close: bool,
     fractional: bool,
     stops: tuple[float, float],
     position_fraction: float,
-) -> tuple[FloatArray, IntArray, FloatArray, IntArray, FloatArray, float, float]:
-    """Walk the candles once: orders, stops and equity at each close.
+) -> tuple[
+    FloatArray,
+    tuple[IntArray, FloatArray],
+    tuple[IntArray, FloatArray],
+    tuple[float, float, int],
+    tuple[float, int, int],
+    tuple[IntArray, FloatArray],
+]:
+    """Walk the candles once: orders, stops, equity and its statistics.
 
-    `target` holds the side wanted after each close (its sign: +1 long, 0
-    flat, -1 short). A change of side decided at close t fills at open
-    t + 1, or at close t with `fill_at_close`; a decision on the last candle
-    never fills. `costs` is (commission, slippage), both fractions of the
-    price; `stops` is (stop-loss, take-profit) as fractions of the entry
-    price, 0.0 for none. An entry commits `position_fraction` of the cash
-    held (all of the equity, since entries start flat). Returns:
+    `sides` holds the side wanted after each close: +1 long, 0 flat, -1
+    short. A change of side decided at close t fills at open t + 1, or at
+    close t with `fill_at_close`; a decision on the last candle never fills.
+    `candles` are the (open, high, low, close) prices and `times` the open
+    times in epoch seconds. `costs` is (commission, slippage), both
+    fractions of the price; `stops` is (stop-loss, take-profit) as fractions
+    of the entry price, 0.0 for none. An entry commits `position_fraction`
+    of the cash held (all of the equity, since entries start flat). Returns:
 
     - equity after each close, shape (n,);
     - the fills: candle indices, shape (k,), and cash and units after each,
@@ -110,27 +119,44 @@ def fill_orders(
     - the closed trades: entry and exit candles, shape (m, 2), and entry
       price, exit price, units (negative for a short), pnl and return on
       the entry notional, shape (m, 5);
-    - the commissions paid;
-    - the pnl of a position still open after the last candle, marked at the
-      last close: its entry cash flow (commission included) plus its value.
+    - the commissions paid; the pnl of a position still open after the last
+      candle, marked at the last close (its entry cash flow, commission
+      included, plus its value); the number of closes with units held;
+    - the equity's drawdown, as `drawdown_statistics` gives it;
+    - the UTC days and the equity at their last closes, as `daily_closes`
+      gives them.
     """
-    n = target.size
+    opens, highs, lows, closes = candles
+    n = sides.size
     commission, slippage = costs
     stop_loss, take_profit = stops
+    watch_stops = stop_loss > 0.0 or take_profit > 0.0
     equity = np.empty(n)
-    # Every fill follows a change of target or a stop after an entry, so
-    # twice the changes bound the fills.
-    n_changes = 0
-    for t in range(n - 1):
-        if _side(target[t]) != (_side(target[t - 1]) if t > 0 else 0.0):
-            n_changes += 1
-    capacity = 2 * n_changes + 2
-    fill_candles = np.empty(capacity, dtype=np.int64)
-    fill_states = np.empty((capacity, 2))
-    trade_candles = np.empty((capacity, 2), dtype=np.int64)
-    trade_values = np.empty((capacity, 5))
+    # A fill follows a change of side or stops an entry, and a trade closes
+    # an entry, which follows a change: twice the changes bound both.
+    # Counting them is a vector pass over a byte per candle; buffers grown
+    # inside the loop would cost more, as every candle then pays the
+    # bookkeeping of arrays that may move.
+    capacity = 2 * _count_changes(sides) + 2
+    fills = (np.empty(capacity, dtype=np.int64), np.empty((capacity, 2)))
+    trades = (np.empty((capacity, 2), dtype=np.int64), np.empty((capacity, 5)))
     n_fills = 0
     n_trades = 0
+    n_held = 0
+    if n == 0:
+        days, day_equity = daily_closes(times, equity)
+        return (
+            equity,
+            (fills[0][:0], fills[1][:0]),
+            (trades[0][:0], trades[1][:0]),
+            (0.0, 0.0, 0),
+            (0.0, 0, 0),
+            (days, day_equity),
+        )
+    days, day_equity = _day_buffers(times)
+    n_days = 0
+    day = times[0] // _DAY_SECONDS
+    next_day_at = (day + 1) * _DAY_SECONDS
 
     # The account: cash, signed units, and the open position's entry.
     cash = initial_cash
@@ -140,20 +166,28 @@ def fill_orders(
     entry_flow = 0.0
     commissions = 0.0
     wanted_before = 0.0
+    drawdown = _drawdown_start(0.0, 0)
+    before = 0.0
+    before_at = times[0]
     for t in range(n):
         filled = False
         decision = t if fill_at_close else t - 1
         price = closes[t] if fill_at_close else opens[t]
-        wanted = _side(target[decision]) if 0 <= decision < n - 1 else wanted_before
+        wanted = float(sides[decision]) if 0 <= decision < n - 1 else wanted_before
         # Only a change of target is an order: an entry skipped for want of
         # cash, or ended by a stop, waits for the next change.
         if wanted != wanted_before:
             wanted_before = wanted
             if units != 0.0 and wanted != _side(units):
                 flow, fee, paid = _close_position(units, price, commission, slippage)
-                trade_candles[n_trades] = (entry_index, t)
-                trade_values[n_trades] = _trade_figures(
-                    entry_price, paid, units, entry_flow + flow
+                _record_trade(
+                    trades,
+                    n_trades,
+                    entry_index,
+                    t,
+                    (entry_price, paid),
+                    units,
+                    entry_flow + flow,
                 )
                 n_trades += 1
                 cash = cash + flow
@@ -181,15 +215,20 @@ def fill_orders(
         # Stops watch the candle's range from the entry on; a position
         # entered at this close has seen none of it.
         watched = units != 0.0 and not (fill_at_close and entry_index == t)
-        if watched and (stop_loss > 0.0 or take_profit > 0.0):
+        if watched and watch_stops:
             level = _stop_level(
                 units, entry_price, opens[t], highs[t], lows[t], stop_loss, take_profit
             )
             if level > 0.0:
                 flow, fee, paid = _close_position(units, level, commission, slippage)
-                trade_candles[n_trades] = (entry_index, t)
-                trade_values[n_trades] = _trade_figures(
-                    entry_price, paid, units, entry_flow + flow
+                _record_trade(
+                    trades,
+                    n_trades,
+                    entry_index,
+                    t,
+                    (entry_price, paid),
+                    units,
+                    entry_flow + flow,
                 )
                 n_trades += 1
                 cash = cash + flow
@@ -198,21 +237,83 @@ def fill_orders(
                 filled = True
 
         if filled:
-            fill_candles[n_fills] = t
-            fill_states[n_fills, 0] = cash
-            fill_states[n_fills, 1] = units
+            _record_fill(fills, n_fills, t, cash, units)
             n_fills += 1
-        equity[t] = cash + units * closes[t]
+        value = cash + units * closes[t]
+        equity[t] = value
+        if units != 0.0:
+            n_held += 1
+
+        # The statistics of the equity, gathered while it is at hand; the
+        # same steps as `drawdown_statistics` and `daily_closes`.
+        at = times[t]
+        if t == 0:
+            drawdown = _drawdown_start(value, at)
+        else:
+            drawdown = _drawdown_step(drawdown, t, value, at, before_at)
+        if at >= next_day_at:
+            days[n_days] = day
+            day_equity[n_days] = before
+            n_days += 1
+            day = at // _DAY_SECONDS
+            next_day_at = (day + 1) * _DAY_SECONDS
+        before = value
+        before_at = at
+    days[n_days] = day
+    day_equity[n_days] = before
+    drawdown = _drawdown_step(drawdown, n, np.inf, 0, before_at)
     open_pnl = entry_flow + units * closes[n - 1] if units != 0.0 else 0.0
     return (
         equity,
-        fill_candles[:n_fills],
-        fill_states[:n_fills],
-        trade_candles[:n_trades],
-        trade_values[:n_trades],
-        commissions,
-        open_pnl,
+        (fills[0][:n_fills], fills[1][:n_fills]),
+        (trades[0][:n_trades], trades[1][:n_trades]),
+        (commissions, open_pnl, n_held),
+        _drawdown_figures(drawdown, equity[0]),
+        (days[: n_days + 1], day_equity[: n_days + 1]),
     )
+
+
+@numba.njit(cache=True)
+def _count_changes(sides: Int8Array) -> int:
+    if sides.size == 0:
+        return 0
+    n_changes = int(sides[0] != 0)
+    for t in range(1, sides.size):
+        n_changes += sides[t] != sides[t - 1]
+    return n_changes
+
+
+@numba.njit(cache=True)
+def _record_fill(
+    fills: tuple[IntArray, FloatArray], k: int, t: int, cash: float, units: float
+) -> None:
+    """Write fill `k`: its candle, and the cash and units after it."""
+    candles, states = fills
+    candles[k] = t
+    states[k, 0] = cash
+    states[k, 1] = units
+
+
+@numba.njit(cache=True)
+def _record_trade(
+    trades: tuple[IntArray, FloatArray],
+    k: int,
+    entry_index: int,
+    exit_index: int,
+    prices: tuple[float, float],
+    units: float,
+    pnl: float,
+) -> None:
+    """Write closed trade `k`, as `fill_orders` lays the trades out."""
+    candles, values = trades
+    entry_price, exit_price = prices
+    candles[k, 0] = entry_index
+    candles[k, 1] = exit_index
+    values[k, 0] = entry_price
+    values[k, 1] = exit_price
+    values[k, 2] = units
+    values[k, 3] = pnl
+    values[k, 4] = pnl / (abs(units) * entry_price)
 
 
 @numba.njit(cache=True)
@@ -253,20 +354,6 @@ def _close_position(
     if units > 0.0:
         return notional - fee, fee, paid
     return -(notional + fee), fee, paid
-
-
-@numba.njit(cache=True)
-def _trade_figures(
-    entry_price: float, exit_price: float, units: float, pnl: float
-) -> FloatArray:
-    """Entry price, exit price, units, pnl and return on the entry notional."""
-    figures = np.empty(5)
-    figures[0] = entry_price
-    figures[1] = exit_price
-    figures[2] = units
-    figures[3] = pnl
-    figures[4] = pnl / (abs(units) * entry_price)
-    return figures
 
 
 @numba.njit(cache=True)
@@ -334,30 +421,52 @@ def drawdown_statistics(times: IntArray, equity: FloatArray) -> tuple[float, int
     n = equity.size
     if n == 0:
         return 0.0, 0, 0
+    state = _drawdown_start(equity[0], times[0])
+    for t in range(1, n):
+        state = _drawdown_step(state, t, equity[t], times[t], times[t - 1])
+    state = _drawdown_step(state, n, np.inf, 0, times[n - 1])
+    return _drawdown_figures(state, equity[0])
+
+
+# The walk through the drawdowns: the peak, its index and time, the lowest
+# close since, the worst fall so far, and the longest drawdown in closes and
+# in seconds. Scalars only: an array handed to a helper on every candle
+# costs two reference-count updates per call.
+_DrawdownState = tuple[float, int, int, float, float, int, int]
+
+
+@numba.njit(cache=True)
+def _drawdown_start(first: float, first_at: int) -> _DrawdownState:
+    return first, 0, first_at, first, 0.0, 0, 0
+
+
+@numba.njit(cache=True)
+def _drawdown_step(
+    state: _DrawdownState, t: int, value: float, at: int, before_at: int
+) -> _DrawdownState:
+    """The state after close `t` at time `at`, the close before it at `before_at`.
+
+    A `value` of `np.inf` after the last close ends the walk.
+    """
+    peak, peak_index, peak_at, low, worst, longest, longest_seconds = state
     # Each drawdown is measured once, when it ends: its last close below the
     # peak is its longest point and its lowest close its deepest.
-    peak = equity[0]
-    peak_index = 0
-    low = peak
-    worst = 0.0
-    longest = 0
-    longest_seconds = 0
-    for t in range(1, n + 1):
-        value = equity[t] if t < n else np.inf
-        if value < peak:
-            if value < low:
-                low = value
-            continue
-        if t - 1 > peak_index:
-            longest = max(longest, t - 1 - peak_index)
-            longest_seconds = max(longest_seconds, times[t - 1] - times[peak_index])
-            if peak > 0.0:
-                worst = max(worst, 1.0 - low / peak)
-        peak = value
-        peak_index = t
-        low = value
-    drawdown = worst if equity[0] > 0.0 else 0.0
-    return drawdown, longest, longest_seconds
+    if value < peak:
+        if value < low:
+            low = value
+        return peak, peak_index, peak_at, low, worst, longest, longest_seconds
+    if t - 1 > peak_index:
+        longest = max(longest, t - 1 - peak_index)
+        longest_seconds = max(longest_seconds, before_at - peak_at)
+        if peak > 0.0:
+            worst = max(worst, 1.0 - low / peak)
+    return value, t, at, value, worst, longest, longest_seconds
+
+
+@numba.njit(cache=True)
+def _drawdown_figures(state: _DrawdownState, first: float) -> tuple[float, int, int]:
+    worst, longest, longest_seconds = state[4:]
+    return (worst if first > 0.0 else 0.0), longest, longest_seconds
 
 
 @numba.njit(cache=True)
@@ -372,20 +481,25 @@ def daily_closes(times: IntArray, equity: FloatArray) -> tuple[IntArray, FloatAr
     n = times.size
     if n == 0:
         return np.empty(0, dtype=np.int64), np.empty(0)
-    span = (times[n - 1] - times[0]) // 86_400 + 2
-    capacity = min(n, span)
-    days = np.empty(capacity, dtype=np.int64)
-    closes = np.empty(capacity)
+    days, closes = _day_buffers(times)
     k = 0
-    day = times[0] // 86_400
-    next_day_at = (day + 1) * 86_400
+    day = times[0] // _DAY_SECONDS
+    next_day_at = (day + 1) * _DAY_SECONDS
     for t in range(1, n):
         if times[t] >= next_day_at:
             days[k] = day
             closes[k] = equity[t - 1]
             k += 1
-            day = times[t] // 86_400
-            next_day_at = (day + 1) * 86_400
+            day = times[t] // _DAY_SECONDS
+            next_day_at = (day + 1) * _DAY_SECONDS
     days[k] = day
     closes[k] = equity[n - 1]
     return days[: k + 1], closes[: k + 1]
+
+
+@numba.njit(cache=True)
+def _day_buffers(times: IntArray) -> tuple[IntArray, FloatArray]:
+    """Room for the days of `times` (not empty): at most one per candle."""
+    span = (times[-1] - times[0]) // _DAY_SECONDS + 2
+    capacity = min(times.size, span)
+    return np.empty(capacity, dtype=np.int64), np.empty(capacity)

@@ -74,11 +74,10 @@ def compute_metrics(
     """Every field of `Metrics` for one simulation of `candles`."""
     equity = simulation.equity
     final = float(equity[-1])
-    days, day_equity = kernels.daily_closes(candles.times, equity)
+    days, day_equity, fall = _equity_figures(simulation, candles.times)
     per_year = periods_per_year(instrument, days)
     daily = _day_returns(day_equity, initial_cash)
     growth = cagr(final / initial_cash, years_covered(candles.times, interval_seconds))
-    fall = drawdown(candles.times, equity)
     pnls = simulation.trade_values[:, 3]
     trade_returns = simulation.trade_values[:, 4]
     return Metrics(
@@ -106,6 +105,22 @@ def compute_metrics(
         worst_trade_return=worst_or_zero(trade_returns),
         open_trade_pnl=simulation.open_trade_pnl,
     )
+
+
+def _equity_figures(
+    simulation: Simulation, times: IntArray
+) -> tuple[IntArray, FloatArray, Drawdown]:
+    """Days, day closes and drawdown: from the simulation's walk if it kept them."""
+    statistics = simulation.statistics
+    if statistics is None:
+        days, day_equity = kernels.daily_closes(times, simulation.equity)
+        return days, day_equity, drawdown(times, simulation.equity)
+    fall = Drawdown(
+        statistics.max_drawdown,
+        statistics.longest_drawdown_candles,
+        statistics.longest_drawdown_seconds,
+    )
+    return statistics.days, statistics.day_equity, fall
 
 
 def periods_per_year(instrument: str, days: IntArray) -> float:

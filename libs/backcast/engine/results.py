@@ -6,10 +6,15 @@ building records. Both read as sequences of `Trade` and `EquityPoint`,
 made on demand. The store keeps a result as JSON (`to_dict`/`from_dict`)
 and the services translate it to `backcast.v1.BacktestResult`. Times are
 whole UTC seconds, money in the quote currency, returns as fractions.
+
+The full equity curve is not kept: `AccountFills` holds the account after
+every fill, and `full_equity_curve` rebuilds equity at every close from it
+and the candles, exactly as the simulation computed it.
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
@@ -18,7 +23,7 @@ from typing import Any, overload
 
 import numpy as np
 
-from backcast.engine.candles import FloatArray, IntArray
+from backcast.engine.candles import Candles, FloatArray, IntArray
 
 # How each figure of `Metrics` is computed, in words; results carry these so
 # a reader needs no other document. docs/metrics.md explains them at length.
@@ -332,9 +337,119 @@ class EquityCurve(Sequence[EquityPoint]):
     __hash__ = None  # type: ignore[assignment]
 
 
+# The byte layout of `AccountFills.to_bytes`: every time, then every cash
+# amount, then every unit count, little-endian, 24 bytes per fill.
+_FILL_TIME_DTYPE = np.dtype("<i8")
+_FILL_VALUE_DTYPE = np.dtype("<f8")
+_FILL_BYTES = _FILL_TIME_DTYPE.itemsize + 2 * _FILL_VALUE_DTYPE.itemsize
+
+
+@dataclass(frozen=True, eq=False)
+class AccountFills:
+    """The account after every fill, which holds until the next fill.
+
+    Columns of shape (n_fills,): `at`, the open time of each fill's candle
+    in epoch seconds, strictly ascending (the fills of one candle are one
+    entry, the state after the last of them); `cash` in the quote currency;
+    `units` held, negative for a short. Before the first fill the account
+    holds the initial cash and no units.
+    """
+
+    at: IntArray
+    cash: FloatArray
+    units: FloatArray
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> AccountFills:
+        """Fills from `to_bytes` form, or ValueError if `data` is not one."""
+        if len(data) % _FILL_BYTES:
+            raise ValueError(
+                f"{len(data)} bytes are not whole fills of {_FILL_BYTES} bytes"
+            )
+        n = len(data) // _FILL_BYTES
+        at = np.frombuffer(data, _FILL_TIME_DTYPE, n)
+        values = np.frombuffer(data, _FILL_VALUE_DTYPE, 2 * n, offset=8 * n)
+        # astype copies into native order, so the columns own their memory.
+        return cls(
+            at.astype(np.int64),
+            values[:n].astype(np.float64),
+            values[n:].astype(np.float64),
+        )
+
+    def to_bytes(self) -> bytes:
+        """Every time, then every cash amount, then every unit count, as
+        little-endian int64 and float64: 24 bytes per fill."""
+        return b"".join(
+            (
+                self.at.astype(_FILL_TIME_DTYPE).tobytes(),
+                self.cash.astype(_FILL_VALUE_DTYPE).tobytes(),
+                self.units.astype(_FILL_VALUE_DTYPE).tobytes(),
+            )
+        )
+
+    @classmethod
+    def from_text(cls, text: str) -> AccountFills:
+        """Fills from `to_text` form."""
+        return cls.from_bytes(base64.b64decode(text, validate=True))
+
+    def to_text(self) -> str:
+        """`to_bytes` as base64, for the JSON form of a result."""
+        return base64.b64encode(self.to_bytes()).decode("ascii")
+
+    def __len__(self) -> int:
+        return int(self.at.shape[0])
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, AccountFills):
+            return NotImplemented
+        return (
+            np.array_equal(self.at, other.at)
+            and np.array_equal(self.cash, other.cash)
+            and np.array_equal(self.units, other.units)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def full_equity_curve(
+    fills: AccountFills,
+    candles: Candles,
+    initial_cash: float,
+    interval_seconds: int,
+) -> EquityCurve:
+    """Equity at the close of every candle, stamped with its close time.
+
+    Each close is valued as the simulation values it, cash + units * close
+    with the state of the last fill on or before that candle, so with the
+    candles a backtest ran on the result equals its equity bit for bit.
+
+    Raises:
+        ValueError: a fill's candle is not among `candles`, so they are not
+            the candles the fills came from.
+    """
+    times = candles.times
+    found = np.searchsorted(times, fills.at)
+    inside = found < times.size
+    if not (inside.all() and np.array_equal(times[found], fills.at)):
+        raise ValueError("a fill's candle is missing from the candles")
+
+    # The number of fills on or before each candle picks its state; index 0
+    # is the account before the first fill.
+    state = np.searchsorted(fills.at, times, side="right")
+    cash = np.concatenate(([initial_cash], fills.cash))[state]
+    units = np.concatenate(([0.0], fills.units))[state]
+    return EquityCurve(at=times + interval_seconds, equity=cash + units * candles.close)
+
+
 @dataclass(frozen=True)
 class BacktestResult:
-    """Metrics, closed trades in time order, and the downsampled equity curve."""
+    """Metrics, closed trades in time order, and the downsampled equity curve.
+
+    `account_fills` and `data_version` (what the candles were, see
+    `backcast.marketdata.VersionedCandles`) let the full equity curve be
+    rebuilt later; both are None for results made before they were kept,
+    and `data_version` also for candles that have no version (a local file).
+    """
 
     metrics: Metrics
     trades: TradeTable
@@ -342,13 +457,18 @@ class BacktestResult:
     metric_definitions: Mapping[str, str] = field(
         default_factory=lambda: METRIC_DEFINITIONS
     )
+    account_fills: AccountFills | None = None
+    data_version: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        fills = self.account_fills
         return {
             "metrics": self.metrics.to_dict(),
             "trades": self.trades.to_dicts(),
             "equity_curve": self.equity_curve.to_pairs(),
             "metric_definitions": dict(self.metric_definitions),
+            "account_fills": None if fills is None else fills.to_text(),
+            "data_version": self.data_version,
         }
 
     @classmethod
@@ -358,11 +478,14 @@ class BacktestResult:
         The store keeps no definitions; a result without them gets the
         current `METRIC_DEFINITIONS`.
         """
+        fills = data.get("account_fills")
         return cls(
             metrics=Metrics.from_dict(data["metrics"]),
             trades=TradeTable.from_dicts(data["trades"]),
             equity_curve=EquityCurve.from_pairs(data["equity_curve"]),
             metric_definitions=data.get("metric_definitions") or METRIC_DEFINITIONS,
+            account_fills=None if fills is None else AccountFills.from_text(fills),
+            data_version=data.get("data_version"),
         )
 
 

@@ -12,6 +12,151 @@ import numba
 import numpy as np
 
 from backcast.engine.candles import BoolArray, FloatArray
+from backcast.engine.kernels import Int8Array
+
+# Candles per block of the simple crossover: the running sums of a block stay
+# in the first-level cache while its averages are compared.
+_BLOCK = 2048
+
+
+@numba.njit(cache=True)
+def crossover_sides(
+    values: FloatArray,
+    fast_period: int,
+    slow_period: int,
+    exponential: bool,
+    noise: float,
+    shorts: bool,
+) -> Int8Array:
+    """+1 where the fast average of `values` is above the slow one, else 0.
+
+    The averages are those of `kernels.simple_average` (or, with
+    `exponential`, `kernels.exponential_average`) bit for bit, and a period
+    of 1 averages to the value itself. "Above" is `kernels.above_target`'s:
+    fast - slow > `noise` * |slow|; with `shorts`, slow - fast > `noise` *
+    |fast| gives -1. Before both averages exist the result is 0. One pass
+    that never stores the averages: a backtest compares each pair once.
+    """
+    n = values.size
+    out = np.zeros(n, dtype=np.int8)
+    longest = max(fast_period, slow_period)
+    if n < longest:
+        return out
+    periods = (fast_period, slow_period)
+    if exponential:
+        _exponential_crossover(values, periods, noise, shorts, out)
+    else:
+        _simple_crossover(values, periods, noise, shorts, out)
+    out[: longest - 1] = 0
+    return out
+
+
+@numba.njit(cache=True)
+def _simple_crossover(
+    values: FloatArray,
+    periods: tuple[int, int],
+    noise: float,
+    shorts: bool,
+    out: Int8Array,
+) -> None:
+    # One running sum of the shifted values serves both averages: each is a
+    # difference of two of its prefixes, as in `kernels.simple_average`. The
+    # sums go block by block into `sums`, whose first `longest` slots keep
+    # the prefixes before the block (0.0 before the first value); the
+    # comparisons of a block then run free of the chain of additions and
+    # compile to vector instructions.
+    fast_period, slow_period = periods
+    longest = max(fast_period, slow_period)
+    n = values.size
+    block = max(_BLOCK, longest)
+    sums = np.zeros(longest + block)
+    shift = values[0]
+    running = 0.0
+    for start in range(0, n, block):
+        size = min(block, n - start)
+        for i in range(size):
+            running += values[start + i] - shift
+            sums[longest + i] = running
+        now = sums[longest : longest + size]
+        fast_before = sums[longest - fast_period : longest - fast_period + size]
+        slow_before = sums[longest - slow_period : longest - slow_period + size]
+        block_values = values[start : start + size]
+        sides = out[start : start + size]
+        for i in range(size):
+            fast = _simple_mean(now[i], fast_before[i], fast_period, shift)
+            slow = _simple_mean(now[i], slow_before[i], slow_period, shift)
+            if fast_period == 1:
+                fast = block_values[i]
+            if slow_period == 1:
+                slow = block_values[i]
+            sides[i] = _side_of(fast, slow, noise, shorts)
+        sums[:longest] = sums[size : size + longest]
+
+
+@numba.njit(cache=True)
+def _simple_mean(now: float, before: float, period: int, shift: float) -> float:
+    return (now - before) / period + shift
+
+
+@numba.njit(cache=True)
+def _exponential_crossover(
+    values: FloatArray,
+    periods: tuple[int, int],
+    noise: float,
+    shorts: bool,
+    out: Int8Array,
+) -> None:
+    # Both averages advance together; each is seeded with the running sum
+    # of its first window, as in `kernels.exponential_average`.
+    fast_period, slow_period = periods
+    first = max(fast_period, slow_period) - 1
+    fast_alpha = 2.0 / (fast_period + 1)
+    slow_alpha = 2.0 / (slow_period + 1)
+    fast_decay = 1.0 - fast_alpha
+    slow_decay = 1.0 - slow_alpha
+    shift = values[0]
+    running = 0.0
+    fast_level = 0.0
+    slow_level = 0.0
+    for t in range(values.size):
+        change = values[t] - shift
+        running += change
+        fast_level = _ema_step(
+            fast_level, t, fast_period, running, change, fast_alpha, fast_decay
+        )
+        slow_level = _ema_step(
+            slow_level, t, slow_period, running, change, slow_alpha, slow_decay
+        )
+        if t >= first:
+            fast = values[t] if fast_period == 1 else fast_level + shift
+            slow = values[t] if slow_period == 1 else slow_level + shift
+            out[t] = _side_of(fast, slow, noise, shorts)
+
+
+@numba.njit(cache=True)
+def _ema_step(
+    level: float,
+    t: int,
+    period: int,
+    running: float,
+    change: float,
+    alpha: float,
+    decay: float,
+) -> float:
+    """The shifted average's level after index `t`, seeded at `period` - 1."""
+    if t < period - 1:
+        return level
+    if t == period - 1:
+        return running / period
+    return alpha * change + decay * level
+
+
+@numba.njit(cache=True)
+def _side_of(fast: float, slow: float, noise: float, shorts: bool) -> int:
+    # Both conditions cannot hold at once, so the difference is the side.
+    above = fast - slow > noise * abs(slow)
+    below = (slow - fast > noise * abs(fast)) & shorts
+    return int(above) - int(below)
 
 
 @numba.njit(cache=True)
@@ -165,32 +310,32 @@ def held_target(
     short_exit: BoolArray,
     first: int,
     shorts: bool,
-) -> FloatArray:
+) -> Int8Array:
     """Position held between entries and exits, from index `first` on.
 
     Flat: a long entry goes long, else (with `shorts`) a short entry goes
     short. Long: a short entry (with `shorts`) turns short, else a long exit
     goes flat. Short: a long entry turns long, else a short exit goes flat.
-    Before `first` the target is 0.0.
+    Before `first` the target is 0; positions are +1, 0 and -1 as int8.
     """
     n = long_entry.size
-    out = np.zeros(n)
-    position = 0.0
+    out = np.zeros(n, dtype=np.int8)
+    position = 0
     for t in range(first, n):
-        if position == 0.0:
+        if position == 0:
             if long_entry[t]:
-                position = 1.0
+                position = 1
             elif shorts and short_entry[t]:
-                position = -1.0
-        elif position > 0.0:
+                position = -1
+        elif position > 0:
             if shorts and short_entry[t]:
-                position = -1.0
+                position = -1
             elif long_exit[t]:
-                position = 0.0
+                position = 0
         elif long_entry[t]:
-            position = 1.0
+            position = 1
         elif short_exit[t]:
-            position = 0.0
+            position = 0
         out[t] = position
     return out
 
@@ -203,21 +348,21 @@ def macd_target(
     closes: FloatArray,
     noise: float,
     shorts: bool,
-) -> FloatArray:
-    """+1.0 where the MACD line (fast - slow) exceeds its signal line, else 0.0.
+) -> Int8Array:
+    """+1 where the MACD line (fast - slow) exceeds its signal line, else 0.
 
     `signal` is the signal line of the MACD line from index n - signal.size
     on. "Exceeds" means by more than `noise` * close; with `shorts`, a line
-    below the signal by as much gives -1.0. NaN anywhere gives 0.0.
+    below the signal by as much gives -1. NaN anywhere gives 0.
     """
     n = closes.size
-    out = np.zeros(n)
+    out = np.zeros(n, dtype=np.int8)
     offset = n - signal.size
     for t in range(offset, n):
         gap = fast[t] - slow[t] - signal[t - offset]
         margin = noise * abs(closes[t])
         if gap > margin:
-            out[t] = 1.0
+            out[t] = 1
         elif shorts and gap < -margin:
-            out[t] = -1.0
+            out[t] = -1
     return out

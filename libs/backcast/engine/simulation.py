@@ -28,7 +28,8 @@
   closed trade.
 
 The walk through the candles is one compiled pass,
-`backcast.engine.kernels.fill_orders`."""
+`backcast.engine.kernels.fill_orders`, which also gathers the equity's
+drawdown and daily closes for the metrics while the equity is at hand."""
 
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ import numpy as np
 
 from backcast.engine import kernels
 from backcast.engine.candles import Candles, FloatArray, IntArray
+from backcast.engine.kernels import Int8Array
 from backcast.engine.spec import Costs
 
 
@@ -56,6 +58,24 @@ class ClosedTrade:
 
 
 @dataclass(frozen=True, eq=False)
+class EquityStatistics:
+    """Figures of the equity gathered by the walk through the candles.
+
+    The drawdown as `kernels.drawdown_statistics` measures it (a fraction,
+    and the longest drawdown in closes and in seconds); the UTC days holding
+    candles and the equity at each day's last close, as
+    `kernels.daily_closes` gives them; and the closes with units held.
+    """
+
+    max_drawdown: float
+    longest_drawdown_candles: int
+    longest_drawdown_seconds: int
+    days: IntArray
+    day_equity: FloatArray
+    n_candles_held: int
+
+
+@dataclass(frozen=True, eq=False)
 class Simulation:
     """Equity after every candle's close, the fills, closed trades and costs.
 
@@ -66,7 +86,9 @@ class Simulation:
     (negative for a short), pnl in money and pnl as a fraction of the entry
     notional. `open_trade_pnl` is the pnl of a position still open after the
     last candle, marked at the last close (entry commission included); 0.0
-    when flat.
+    when flat. `statistics` are the equity figures `simulate` gathers on its
+    way; a simulation built from stored fills has none, and the metrics then
+    compute them from `equity`.
     """
 
     equity: FloatArray
@@ -77,6 +99,7 @@ class Simulation:
     trade_values: FloatArray
     commissions_paid: float
     open_trade_pnl: float
+    statistics: EquityStatistics | None = None
 
     @property
     def n_trades(self) -> int:
@@ -85,6 +108,8 @@ class Simulation:
     @property
     def n_candles_held(self) -> int:
         """Closes after which units are held."""
+        if self.statistics is not None:
+            return self.statistics.n_candles_held
         bounds = np.concatenate((self.fill_candles, [self.equity.size]))
         held = self.fill_states[:, 1] != 0.0
         return int(np.diff(bounds)[held].sum())
@@ -118,7 +143,7 @@ class Simulation:
 
 def simulate(
     candles: Candles,
-    target: FloatArray,
+    target: FloatArray | Int8Array,
     costs: Costs,
     initial_cash: float,
     *,
@@ -138,8 +163,6 @@ def simulate(
     n = len(candles)
     if target.shape != (n,):
         raise ValueError(f"target has shape {target.shape}; candles have ({n},)")
-    if not shorts and n > 0 and target.min() < 0:
-        raise ValueError("target holds a short position; only long is supported")
     if not 0.0 <= stop_loss < 1.0:
         raise ValueError(f"stop_loss {stop_loss} must be in [0, 1)")
     if not take_profit >= 0.0:
@@ -147,20 +170,13 @@ def simulate(
     if not 0.0 < position_fraction <= 1.0:
         raise ValueError(f"position_fraction {position_fraction} must be in (0, 1]")
 
-    (
-        equity,
-        fill_candles,
-        fill_states,
-        trade_candles,
-        trade_values,
-        commissions,
-        open_pnl,
-    ) = kernels.fill_orders(
-        np.ascontiguousarray(target, dtype=np.float64),
-        candles.open,
-        candles.high,
-        candles.low,
-        candles.close,
+    sides = _sides(target)
+    if not shorts and n > 0 and sides.min() < 0:
+        raise ValueError("target holds a short position; only long is supported")
+    equity, fills, trades, totals, drawdown, daily = kernels.fill_orders(
+        sides,
+        candles.times,
+        (candles.open, candles.high, candles.low, candles.close),
         (costs.commission, costs.slippage_bps / 1e4),
         initial_cash,
         fill_at_close,
@@ -168,13 +184,32 @@ def simulate(
         (stop_loss, take_profit),
         position_fraction,
     )
+    commissions, open_pnl, n_held = totals
+    statistics = EquityStatistics(
+        max_drawdown=drawdown[0],
+        longest_drawdown_candles=drawdown[1],
+        longest_drawdown_seconds=drawdown[2],
+        days=daily[0],
+        day_equity=daily[1],
+        n_candles_held=n_held,
+    )
     return Simulation(
         equity=equity,
         initial_cash=initial_cash,
-        fill_candles=fill_candles,
-        fill_states=fill_states,
-        trade_candles=trade_candles,
-        trade_values=trade_values,
+        fill_candles=fills[0],
+        fill_states=fills[1],
+        trade_candles=trades[0],
+        trade_values=trades[1],
         commissions_paid=commissions,
         open_trade_pnl=open_pnl,
+        statistics=statistics,
     )
+
+
+def _sides(target: FloatArray | Int8Array) -> Int8Array:
+    """The sign of each target as int8, the type the fill kernel walks."""
+    if target.dtype == np.int8:
+        return np.ascontiguousarray(target)
+    # NaN is neither above nor below 0.0, so it reads as flat.
+    values = np.asarray(target, dtype=np.float64)
+    return (values > 0.0).astype(np.int8) - (values < 0.0).astype(np.int8)

@@ -19,8 +19,14 @@ from backcast.errors import FieldViolation
 MAX_CANDLES = 5_000_000
 MAX_INITIAL_CASH = 1e12
 DEFAULT_INITIAL_CASH = 10_000.0
-INSTRUMENT_PATTERN = re.compile(r"^[A-Z0-9][A-Z0-9._/-]{0,31}$")
+# \Z, not $: `$` also matches before a final line break, which would let
+# "BTCUSD\n" through as a symbol.
+INSTRUMENT_PATTERN = re.compile(r"^[A-Z0-9][A-Z0-9._/-]{0,31}\Z")
 SYNTHETIC_PREFIX = "SYN-"
+# Candles and backtests lie in [EARLIEST_AT, LATEST_AT): room for any market
+# data, and every time in it is a valid datetime and PostgreSQL timestamp.
+EARLIEST_AT = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_AT = datetime(2200, 1, 1, tzinfo=UTC)
 
 
 class Interval(Enum):

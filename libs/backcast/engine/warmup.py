@@ -17,18 +17,23 @@ from backcast.engine.memory import retain_freed_memory
 
 def warm_kernels() -> None:
     """Run each kernel once on a few candles, as a backtest would call it."""
-    # numba compiles one variant per array flag: candle columns are
-    # read-only, the engine's own intermediate arrays are not.
-    for prices in (_read_only(np.linspace(10.0, 11.0, 8)), np.linspace(10.0, 11.0, 8)):
+    # numba compiles one variant per array flag: candle columns and the
+    # indicators a memo keeps are read-only, other intermediate arrays not.
+    times = np.arange(8, dtype=np.int64) * 3_600
+    for prices, stamps in (
+        (_read_only(np.linspace(10.0, 11.0, 8)), _read_only_times(times)),
+        (np.linspace(10.0, 11.0, 8), times),
+    ):
         fast = kernels.simple_average(prices, 2)
         slow = kernels.exponential_average(prices, 3)
-        target = kernels.above_target(fast, slow, 1e-12)
+        kernels.above_target(fast, slow, 1e-12)
+        kernels.above_target(_read_only(fast), _read_only(slow), 1e-12)
+        for exponential in (False, True):
+            sides = signal_kernels.crossover_sides(prices, 2, 3, exponential, 0.0, True)
         equity, *_ = kernels.fill_orders(
-            target,
-            prices,
-            prices,
-            prices,
-            prices,
+            sides,
+            stamps,
+            (prices, prices, prices, prices),
             (0.001, 1e-4),
             100.0,
             False,
@@ -36,11 +41,9 @@ def warm_kernels() -> None:
             (0.0, 0.0),
             1.0,
         )
-        times = np.arange(8, dtype=np.int64) * 3_600
         for values in (equity, _read_only(equity)):
-            for stamps in (times, _read_only_times(times)):
-                kernels.drawdown_statistics(stamps, values)
-                kernels.daily_closes(stamps, values)
+            kernels.drawdown_statistics(stamps, values)
+            kernels.daily_closes(stamps, values)
         _warm_signal_kernels(prices)
 
 
@@ -50,8 +53,9 @@ def _warm_signal_kernels(prices: FloatArray) -> None:
     signal_kernels.prior_extreme(prices, 2, True)
     rising = rsi > 50.0
     signal_kernels.held_target(rising, ~rising, ~rising, rising, 2, True)
-    # The lines are the engine's own arrays; only the closes may be read-only.
-    line = np.array(prices)
+    # The lines come read-only from the indicator memo; the closes may be
+    # either.
+    line = _read_only(np.array(prices))
     signal_kernels.macd_target(line, line, line[2:], prices, 1e-12, True)
 
 

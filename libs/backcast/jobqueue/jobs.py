@@ -65,6 +65,41 @@ class Job:
 
 
 @dataclass(frozen=True)
+class NewJob:
+    """A job to queue: its spec (`BacktestSpec.to_dict()`) and options."""
+
+    spec: dict[str, Any]
+    priority: int
+    max_attempts: int
+    request_id: str | None = None
+
+
+class AttemptOutcome(Enum):
+    """How an attempt ended; RUNNING while its lease is held."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One execution of a job: the worker that held its lease, and its end.
+
+    `number` counts from 1 and equals the lease's fencing token.
+    """
+
+    number: int
+    worker: str
+    outcome: AttemptOutcome
+    error_message: str | None
+    started_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
 class Lease:
     """A job leased to a worker for one attempt."""
 

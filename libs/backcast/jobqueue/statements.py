@@ -36,6 +36,32 @@ ON CONFLICT (owner, request_id) DO NOTHING
 RETURNING {JOB_RETURNING}
 """
 
+# A batch in one statement. Rows go in in request order (ORDER BY position),
+# so ids grow in that order too, which is how the store tells apart the jobs
+# of requests without a request id.
+SUBMIT_JOBS = f"""
+INSERT INTO jobs AS j (owner, request_id, spec, priority, max_attempts)
+SELECT %(owner)s, t.request_id, t.spec, t.priority, t.max_attempts
+FROM unnest(%(request_ids)s::text[], %(specs)s::jsonb[], %(priorities)s::int[],
+            %(max_attempts)s::int[])
+     WITH ORDINALITY AS t(request_id, spec, priority, max_attempts, position)
+ORDER BY t.position
+ON CONFLICT (owner, request_id) DO NOTHING
+RETURNING {JOB_RETURNING}
+"""
+
+# The jobs earlier submits made for some of a batch's request ids, and
+# whether each asked for the same thing.
+GET_JOBS_BY_REQUEST_IDS = f"""
+SELECT {JOB_COLUMNS},
+       j.spec = t.spec AND j.priority = t.priority
+           AND j.max_attempts = t.max_attempts AS same_request
+FROM unnest(%(request_ids)s::text[], %(specs)s::jsonb[], %(priorities)s::int[],
+            %(max_attempts)s::int[]) AS t(request_id, spec, priority, max_attempts)
+JOIN jobs AS j ON j.owner = %(owner)s AND j.request_id = t.request_id
+LEFT JOIN results AS r ON r.job_id = j.id
+"""
+
 # The job an earlier submit with this request id created, and whether it
 # asked for the same thing. jsonb equality ignores key order and spacing.
 GET_JOB_BY_REQUEST_ID = f"""
@@ -59,6 +85,24 @@ SELECT {JOB_COLUMNS}, r.trades, r.equity_curve
 FROM jobs AS j
 LEFT JOIN results AS r ON r.job_id = j.id
 WHERE j.id = %(job_id)s AND j.owner = %(owner)s
+"""
+
+# What rebuilding the full equity curve needs, without the trades.
+GET_JOB_WITH_ACCOUNT_FILLS = f"""
+SELECT {JOB_COLUMNS}, r.account_fills, r.data_version
+FROM jobs AS j
+LEFT JOIN results AS r ON r.job_id = j.id
+WHERE j.id = %(job_id)s AND j.owner = %(owner)s
+"""
+
+# At most max_attempts rows, read through the primary key.
+LIST_ATTEMPTS = """
+SELECT a.attempt, a.worker, a.outcome, a.error_message, a.started_at,
+       a.finished_at
+FROM attempts AS a
+JOIN jobs AS j ON j.id = a.job_id
+WHERE a.job_id = %(job_id)s AND j.owner = %(owner)s
+ORDER BY a.attempt
 """
 
 # Keyset pagination on the (owner, id DESC) index: newest first, each page
@@ -90,36 +134,88 @@ RETURNING {JOB_RETURNING}
 
 # --- scheduler side ---------------------------------------------------------
 
-# LIMITATION: jobs are taken by priority, then age, with no fair share
-# between owners, so one owner's large batch delays others' jobs of the same
-# priority until it drains. Acceptable while batches are small; it costs
-# latency, never correctness. Resolve: pick owners round-robin (a LATERAL
-# claim per owner with queued work) inside each priority.
+# Fair share: higher priority first; within a priority, the owner with the
+# fewest jobs running goes first, and among those the one whose last turn is
+# oldest, so owners take slots in turn however long one owner's backlog is.
+# `turn` numbers an owner's candidates after its running jobs: an owner with
+# two running offers its next job as turn 3.
 #
-# SKIP LOCKED lets several schedulers claim at once, each passing over the
-# rows another is taking (PostgreSQL docs, "The Locking Clause"). The inner
-# query walks jobs_queued_idx in its order and stops after n rows.
+# LIMITATION: shares count running jobs, not their cost, so an owner of long
+# backtests holds more slot-seconds than one of short ones; priorities are
+# strict. Weighing by expected candles (from the spec) would fix the first.
+#
+# The owners with queued work are found by a loose index scan (one probe of
+# jobs_queued_owner_idx per owner), and each offers at most `per_owner`
+# candidates, so the cost follows the number of owners waiting, not the
+# number of jobs. Candidates are read without locks, then locked with SKIP
+# LOCKED in turn order: rows another scheduler is taking are passed over,
+# and offering twice the request leaves room for them.
 CLAIM_JOBS = """
-WITH picked AS (
-    SELECT id
-    FROM jobs
-    WHERE state = 'queued' AND run_after <= now()
-    ORDER BY priority DESC, id
+WITH RECURSIVE waiting(owner) AS (
+    (SELECT owner FROM jobs WHERE state = 'queued' ORDER BY owner LIMIT 1)
+    UNION ALL
+    SELECT (
+        SELECT j.owner FROM jobs AS j
+        WHERE j.state = 'queued' AND j.owner > w.owner
+        ORDER BY j.owner
+        LIMIT 1
+    )
+    FROM waiting AS w
+    WHERE w.owner IS NOT NULL
+),
+candidates AS (
+    SELECT c.id, c.priority,
+           r.n_running + row_number() OVER (
+               PARTITION BY w.owner ORDER BY c.priority DESC, c.id
+           ) AS turn,
+           coalesce(t.last_claimed_at, '-infinity') AS last_claimed_at
+    FROM waiting AS w
+    CROSS JOIN LATERAL (
+        SELECT id, priority FROM jobs
+        WHERE owner = w.owner AND state = 'queued' AND run_after <= now()
+        ORDER BY priority DESC, id
+        LIMIT %(per_owner)s
+    ) AS c
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS n_running FROM jobs
+        WHERE owner = w.owner AND state IN ('running', 'cancelling')
+    ) AS r
+    LEFT JOIN owner_turns AS t ON t.owner = w.owner
+    WHERE w.owner IS NOT NULL
+),
+picked AS (
+    SELECT j.id
+    FROM candidates AS c
+    JOIN jobs AS j ON j.id = c.id
+    WHERE j.state = 'queued'
+    ORDER BY c.priority DESC, c.turn, c.last_claimed_at, c.id
     LIMIT %(n)s
-    FOR UPDATE SKIP LOCKED
+    FOR UPDATE OF j SKIP LOCKED
+),
+claimed AS (
+    UPDATE jobs AS j SET
+        state = 'running',
+        attempt = j.attempt + 1,
+        fencing_token = j.fencing_token + 1,
+        lease_holder = %(worker)s,
+        lease_expires_at = now() + make_interval(secs => %(lease_seconds)s::float8),
+        started_at = coalesce(j.started_at, now()),
+        progress = 0,
+        updated_at = now()
+    FROM picked
+    WHERE j.id = picked.id
+    RETURNING j.id, j.fencing_token, j.attempt, j.priority, j.spec, j.owner
+),
+opened AS (
+    INSERT INTO attempts (job_id, attempt, worker)
+    SELECT id, attempt, %(worker)s FROM claimed
+),
+turned AS (
+    INSERT INTO owner_turns (owner, last_claimed_at)
+    SELECT DISTINCT owner, now() FROM claimed
+    ON CONFLICT (owner) DO UPDATE SET last_claimed_at = excluded.last_claimed_at
 )
-UPDATE jobs AS j SET
-    state = 'running',
-    attempt = j.attempt + 1,
-    fencing_token = j.fencing_token + 1,
-    lease_holder = %(worker)s,
-    lease_expires_at = now() + make_interval(secs => %(lease_seconds)s::float8),
-    started_at = coalesce(j.started_at, now()),
-    progress = 0,
-    updated_at = now()
-FROM picked
-WHERE j.id = picked.id
-RETURNING j.id, j.fencing_token, j.attempt, j.priority, j.spec
+SELECT id, fencing_token, attempt, priority, spec FROM claimed
 """
 
 # One statement for a worker's whole heartbeat. A lease is still held when
@@ -156,13 +252,25 @@ WITH finished AS (
     WHERE j.id = %(job_id)s
       AND j.fencing_token = %(fencing_token)s
       AND j.state IN ('running', 'cancelling')
-    RETURNING j.id, j.state
+    RETURNING j.id, j.state, j.attempt
 ),
 stored AS (
-    INSERT INTO results (job_id, metrics, trades, equity_curve)
-    SELECT id, %(metrics)s, %(trades)s, %(equity_curve)s
+    INSERT INTO results (
+        job_id, metrics, trades, equity_curve, account_fills, data_version
+    )
+    SELECT id, %(metrics)s, %(trades)s, %(equity_curve)s, %(account_fills)s,
+           %(data_version)s
     FROM finished
     WHERE state = 'succeeded'
+),
+ended AS (
+    UPDATE attempts AS a SET
+        outcome = CASE f.state WHEN 'succeeded' THEN 'succeeded' ELSE 'cancelled' END,
+        error_message = CASE f.state
+            WHEN 'cancelled' THEN 'cancelled; its result was discarded' END,
+        finished_at = now()
+    FROM finished AS f
+    WHERE a.job_id = f.id AND a.attempt = f.attempt
 )
 SELECT state FROM finished
 """
@@ -182,42 +290,61 @@ WITH decided AS (
       AND fencing_token = %(fencing_token)s
       AND state IN ('running', 'cancelling')
     FOR UPDATE
+),
+failed AS (
+    UPDATE jobs AS j SET
+        state = d.next_state,
+        run_after = CASE d.next_state
+            WHEN 'queued'
+                THEN now() + make_interval(secs => %(retry_delay_seconds)s::float8)
+            ELSE j.run_after END,
+        progress = CASE d.next_state WHEN 'queued' THEN 0 ELSE j.progress END,
+        error_reason = CASE d.next_state
+            WHEN 'failed' THEN 'BACKTEST_ERROR'
+            WHEN 'cancelled' THEN 'CANCELLED' END,
+        error_message = CASE d.next_state
+            WHEN 'failed' THEN %(message)s
+            WHEN 'cancelled' THEN 'cancelled by request' END,
+        finished_at = CASE d.next_state WHEN 'queued' THEN NULL ELSE now() END,
+        lease_holder = NULL,
+        lease_expires_at = NULL,
+        updated_at = now()
+    FROM decided AS d
+    WHERE j.id = d.id
+    RETURNING j.id, j.state, j.attempt
+),
+ended AS (
+    UPDATE attempts AS a SET
+        outcome = CASE f.state WHEN 'cancelled' THEN 'cancelled' ELSE 'failed' END,
+        error_message = %(message)s,
+        finished_at = now()
+    FROM failed AS f
+    WHERE a.job_id = f.id AND a.attempt = f.attempt
 )
-UPDATE jobs AS j SET
-    state = d.next_state,
-    run_after = CASE d.next_state
-        WHEN 'queued'
-            THEN now() + make_interval(secs => %(retry_delay_seconds)s::float8)
-        ELSE j.run_after END,
-    progress = CASE d.next_state WHEN 'queued' THEN 0 ELSE j.progress END,
-    error_reason = CASE d.next_state
-        WHEN 'failed' THEN 'BACKTEST_ERROR'
-        WHEN 'cancelled' THEN 'CANCELLED' END,
-    error_message = CASE d.next_state
-        WHEN 'failed' THEN %(message)s
-        WHEN 'cancelled' THEN 'cancelled by request' END,
-    finished_at = CASE d.next_state WHEN 'queued' THEN NULL ELSE now() END,
-    lease_holder = NULL,
-    lease_expires_at = NULL,
-    updated_at = now()
-FROM decided AS d
-WHERE j.id = d.id
-RETURNING j.state
+SELECT state FROM failed
 """
 
 ACKNOWLEDGE_CANCEL = """
-UPDATE jobs SET
-    state = 'cancelled',
-    error_reason = 'CANCELLED',
-    error_message = 'cancelled by request',
-    lease_holder = NULL,
-    lease_expires_at = NULL,
-    finished_at = now(),
-    updated_at = now()
-WHERE id = %(job_id)s
-  AND fencing_token = %(fencing_token)s
-  AND state = 'cancelling'
-RETURNING state
+WITH cancelled AS (
+    UPDATE jobs SET
+        state = 'cancelled',
+        error_reason = 'CANCELLED',
+        error_message = 'cancelled by request',
+        lease_holder = NULL,
+        lease_expires_at = NULL,
+        finished_at = now(),
+        updated_at = now()
+    WHERE id = %(job_id)s
+      AND fencing_token = %(fencing_token)s
+      AND state = 'cancelling'
+    RETURNING id, state, attempt
+),
+ended AS (
+    UPDATE attempts AS a SET outcome = 'cancelled', finished_at = now()
+    FROM cancelled AS c
+    WHERE a.job_id = c.id AND a.attempt = c.attempt
+)
+SELECT state FROM cancelled
 """
 
 # Read after a fenced write matched nothing, to tell a repeated call (the job
@@ -241,32 +368,60 @@ WITH expired AS (
     ORDER BY lease_expires_at
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
+),
+reaped AS (
+    UPDATE jobs AS j SET
+        state = e.next_state,
+        run_after = CASE e.next_state
+            WHEN 'queued'
+                THEN now() + make_interval(secs => %(retry_delay_seconds)s::float8)
+            ELSE j.run_after END,
+        progress = CASE e.next_state WHEN 'queued' THEN 0 ELSE j.progress END,
+        error_reason = CASE e.next_state
+            WHEN 'failed' THEN 'WORKER_LOST'
+            WHEN 'cancelled' THEN 'CANCELLED' END,
+        error_message = CASE e.next_state
+            WHEN 'failed' THEN 'worker lost the lease on attempt ' || j.attempt
+                || ' of ' || j.max_attempts
+            WHEN 'cancelled' THEN 'cancelled by request' END,
+        finished_at = CASE e.next_state WHEN 'queued' THEN NULL ELSE now() END,
+        lease_holder = NULL,
+        lease_expires_at = NULL,
+        updated_at = now()
+    FROM expired AS e
+    WHERE j.id = e.id
+    RETURNING j.id, j.fencing_token, j.state, j.attempt
+),
+ended AS (
+    UPDATE attempts AS a SET
+        outcome = CASE r.state WHEN 'cancelled' THEN 'cancelled' ELSE 'expired' END,
+        error_message = CASE r.state
+            WHEN 'cancelled' THEN 'cancelled while its worker was unreachable'
+            ELSE 'the lease expired: the worker stopped renewing it' END,
+        finished_at = now()
+    FROM reaped AS r
+    WHERE a.job_id = r.id AND a.attempt = r.attempt
 )
-UPDATE jobs AS j SET
-    state = e.next_state,
-    run_after = CASE e.next_state
-        WHEN 'queued'
-            THEN now() + make_interval(secs => %(retry_delay_seconds)s::float8)
-        ELSE j.run_after END,
-    progress = CASE e.next_state WHEN 'queued' THEN 0 ELSE j.progress END,
-    error_reason = CASE e.next_state
-        WHEN 'failed' THEN 'WORKER_LOST'
-        WHEN 'cancelled' THEN 'CANCELLED' END,
-    error_message = CASE e.next_state
-        WHEN 'failed' THEN 'worker lost the lease on attempt ' || j.attempt
-            || ' of ' || j.max_attempts
-        WHEN 'cancelled' THEN 'cancelled by request' END,
-    finished_at = CASE e.next_state WHEN 'queued' THEN NULL ELSE now() END,
-    lease_holder = NULL,
-    lease_expires_at = NULL,
-    updated_at = now()
-FROM expired AS e
-WHERE j.id = e.id
-RETURNING j.id, j.fencing_token, j.state, j.attempt
+SELECT id, fencing_token, state, attempt FROM reaped
 """
 
 CANCELLING_JOBS = """
 SELECT id FROM jobs
 WHERE id = ANY(%(job_ids)s::bigint[]) AND state = 'cancelling'
 ORDER BY id
+"""
+
+# The oldest finished jobs first, through jobs_finished_idx; results and
+# attempts go with them (ON DELETE CASCADE). SKIP LOCKED lets replicas prune
+# side by side.
+PRUNE_FINISHED_JOBS = """
+WITH doomed AS (
+    SELECT id FROM jobs
+    WHERE state IN ('succeeded', 'failed', 'cancelled')
+      AND finished_at < now() - make_interval(secs => %(retention_seconds)s::float8)
+    ORDER BY finished_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM jobs AS j USING doomed AS d WHERE j.id = d.id
 """

@@ -8,6 +8,7 @@ token is current.
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -28,10 +29,13 @@ from backcast.errors import (
 )
 from backcast.jobqueue import statements
 from backcast.jobqueue.jobs import (
+    Attempt,
+    AttemptOutcome,
     HeldLease,
     Job,
     JobState,
     Lease,
+    NewJob,
     ReapedJob,
     RenewedLease,
 )
@@ -51,12 +55,6 @@ _ALL_STATES = [state.value for state in JobState]
 
 Row = DictRow
 Connection = psycopg.AsyncConnection[DictRow]
-
-
-# LIMITATION: finished jobs and their results are kept forever. The partial
-# indexes keep claiming and reaping flat as they pile up, but the table and
-# the owner index grow without bound. Resolve: prune (or partition by month
-# and detach) jobs finished longer ago than a retention setting.
 
 
 class JobStore:
@@ -172,6 +170,40 @@ class JobStore:
         )
         return job
 
+    async def submit_many(self, owner: str, items: Sequence[NewJob]) -> list[Job]:
+        """Queue every item in one transaction, or none; jobs in item order.
+
+        An item whose request id an earlier submit used gets that job back,
+        as `submit` does. Request ids must differ between the items.
+
+        Raises:
+            RequestIdReused: an item's request id was used before for
+                another request; nothing of the batch is queued.
+        """
+        params = {
+            "owner": owner,
+            "request_ids": [item.request_id for item in items],
+            "specs": [Jsonb(item.spec) for item in items],
+            "priorities": [item.priority for item in items],
+            "max_attempts": [item.max_attempts for item in items],
+        }
+        async with self._connection() as conn, conn.transaction():
+            cursor = await conn.execute(statements.SUBMIT_JOBS, params)
+            inserted = await cursor.fetchall()
+            existing: list[Row] = []
+            if len(inserted) < len(items):
+                cursor = await conn.execute(statements.GET_JOBS_BY_REQUEST_IDS, params)
+                existing = await cursor.fetchall()
+                for row in existing:
+                    # Raising here rolls the whole batch back.
+                    self._existing_submission(row, row["request_id"])
+        jobs = _in_item_order(items, inserted, existing)
+        logger.debug(
+            "jobs submitted",
+            extra={EVENT: "jobs_submitted", OWNER: owner, "n_jobs": len(jobs)},
+        )
+        return jobs
+
     @staticmethod
     def _existing_submission(row: Row, request_id: str | None) -> Job:
         job = job_from_row(row)
@@ -191,6 +223,23 @@ class JobStore:
         if row is None:
             raise JobNotFound(job_id)
         return job_from_row(row)
+
+    async def attempts(self, owner: str, job_id: int) -> list[Attempt]:
+        """Every attempt of `owner`'s job `job_id`, oldest first; [] if none
+        (not yet run, absent, or someone else's)."""
+        params = {"owner": owner, "job_id": job_id}
+        rows = await self._fetch_all(statements.LIST_ATTEMPTS, params, prepare=True)
+        return [
+            Attempt(
+                number=row["attempt"],
+                worker=row["worker"],
+                outcome=AttemptOutcome(row["outcome"]),
+                error_message=row["error_message"],
+                started_at=row["started_at"],
+                finished_at=row["finished_at"],
+            )
+            for row in rows
+        ]
 
     async def get_result(self, owner: str, job_id: int) -> tuple[Job, dict[str, Any]]:
         """The job and its result (`BacktestResult.to_dict()` form).
@@ -213,6 +262,26 @@ class JobStore:
             "equity_curve": row["equity_curve"],
         }
         return job, result
+
+    async def get_account_fills(
+        self, owner: str, job_id: int
+    ) -> tuple[Job, bytes | None, str | None]:
+        """The job, its result's account fills (`AccountFills.to_bytes()`
+        form) and the data version of its candles; None for either when the
+        result was stored without it.
+
+        Raises:
+            JobNotFound: no such job for this owner.
+            ResultNotReady: the job has not succeeded.
+        """
+        params = {"owner": owner, "job_id": job_id}
+        row = await self._fetch_one(statements.GET_JOB_WITH_ACCOUNT_FILLS, params)
+        if row is None:
+            raise JobNotFound(job_id)
+        job = job_from_row(row)
+        if job.state is not JobState.SUCCEEDED or row["summary"] is None:
+            raise ResultNotReady(job_id, job.state.name)
+        return job, row["account_fills"], row["data_version"]
 
     async def list_jobs(
         self,
@@ -263,13 +332,19 @@ class JobStore:
     # --- scheduler side -----------------------------------------------------
 
     async def claim(self, worker: str, n: int, *, lease_seconds: float) -> list[Lease]:
-        """Lease up to `n` ready jobs to `worker`, highest priority then oldest."""
+        """Lease up to `n` ready jobs to `worker`: highest priority first, and
+        within a priority, owners in fair turns (see `statements.CLAIM_JOBS`)."""
         if n <= 0:
             return []
-        params = {"worker": worker, "n": n, "lease_seconds": lease_seconds}
+        params = {
+            "worker": worker,
+            "n": n,
+            "per_owner": 2 * n,
+            "lease_seconds": lease_seconds,
+        }
         rows = await self._fetch_all(statements.CLAIM_JOBS, params, prepare=True)
 
-        # UPDATE ... RETURNING gives no order; hand out in queue order.
+        # UPDATE ... RETURNING gives no order; hand out by priority.
         rows.sort(key=lambda row: (-row["priority"], row["id"]))
         leases = [
             Lease(
@@ -329,6 +404,9 @@ class JobStore:
             "metrics": Jsonb(result["metrics"]),
             "trades": Jsonb(result["trades"]),
             "equity_curve": Jsonb(result["equity_curve"]),
+            # Base64 text in the JSON form of a result, bytes in the table.
+            "account_fills": _decoded_fills(result.get("account_fills")),
+            "data_version": result.get("data_version"),
         }
         row = await self._fetch_one(statements.COMPLETE_JOB, params, prepare=True)
         if row is None:
@@ -437,6 +515,16 @@ class JobStore:
             )
         return reaped
 
+    async def prune_finished(
+        self, *, retention_seconds: float, limit: int = 1000
+    ) -> int:
+        """Delete up to `limit` jobs finished more than `retention_seconds`
+        ago, with their results and attempts; returns how many went."""
+        params = {"retention_seconds": retention_seconds, "limit": limit}
+        async with self._connection() as conn:
+            cursor = await conn.execute(statements.PRUNE_FINISHED_JOBS, params)
+            return cursor.rowcount
+
     async def cancelling_jobs(self, job_ids: Sequence[int]) -> list[int]:
         """Which of `job_ids` are being cancelled, in ascending order."""
         if not job_ids:
@@ -445,6 +533,26 @@ class JobStore:
             statements.CANCELLING_JOBS, {"job_ids": list(job_ids)}
         )
         return [row["id"] for row in rows]
+
+
+def _in_item_order(
+    items: Sequence[NewJob], inserted: list[Row], existing: list[Row]
+) -> list[Job]:
+    by_request_id = {
+        row["request_id"]: row for row in (*inserted, *existing) if row["request_id"]
+    }
+    # Rows without a request id were inserted, and numbered, in item order.
+    anonymous = iter(sorted((r for r in inserted if not r["request_id"]), key=_id))
+    return [
+        job_from_row(
+            by_request_id[item.request_id] if item.request_id else next(anonymous)
+        )
+        for item in items
+    ]
+
+
+def _id(row: Row) -> int:
+    return int(row["id"])
 
 
 def job_from_row(row: Row) -> Job:
@@ -470,3 +578,7 @@ def job_from_row(row: Row) -> Job:
         updated_at=row["updated_at"],
         summary=row["summary"],
     )
+
+
+def _decoded_fills(text: str | None) -> bytes | None:
+    return None if text is None else base64.b64decode(text, validate=True)

@@ -14,12 +14,14 @@ DEFAULT_CACHE_BYTES = 512 * 1024 * 1024
 
 
 class CandleKey(NamedTuple):
-    """What a backtest asked for: one series over [start_at, end_at)."""
+    """What a backtest asked for: one series over [start_at, end_at), as of
+    one data version of the series (see `storage.read_data_version`)."""
 
     instrument: str
     interval: Interval
     start_at: datetime
     end_at: datetime
+    data_version: int = 0
 
 
 def candles_nbytes(candles: Candles) -> int:
@@ -59,11 +61,17 @@ class CandleCache:
             return candles
 
     def put(self, key: CandleKey, candles: Candles) -> None:
+        """Keep `candles` under `key`, dropping other versions of its series.
+
+        The database holds one version of a series at a time, so of the
+        entries of one instrument and interval at most one can still be hit.
+        """
         size = candles_nbytes(candles)
         with self._lock:
             previous = self._entries.pop(key, None)
             if previous is not None:
                 self._nbytes -= candles_nbytes(previous)
+            self._drop_other_versions(key)
             if size > self.max_bytes:
                 return
             self._entries[key] = candles
@@ -71,6 +79,15 @@ class CandleCache:
             while self._nbytes > self.max_bytes:
                 _, evicted = self._entries.popitem(last=False)
                 self._nbytes -= candles_nbytes(evicted)
+
+    def _drop_other_versions(self, key: CandleKey) -> None:
+        stale = [
+            other
+            for other in self._entries
+            if other[:2] == key[:2] and other.data_version != key.data_version
+        ]
+        for other in stale:
+            self._nbytes -= candles_nbytes(self._entries.pop(other))
 
     def clear(self) -> None:
         with self._lock:

@@ -20,7 +20,7 @@ import numpy.typing as npt
 import psycopg
 
 from backcast.engine.candles import BoolArray, Candles, FloatArray, IntArray
-from backcast.engine.spec import Interval
+from backcast.engine.spec import EARLIEST_AT, LATEST_AT, Interval
 from backcast.errors import InvalidCandleFile
 from backcast.marketdata.storage import write_candles
 
@@ -30,6 +30,10 @@ PRICES = ("open", "high", "low", "close")
 _EPOCH_PATTERN = re.compile(r"-?\d+")
 _UTC_SUFFIXES = ("Z", "z", "+00:00")
 _FIRST_ROW_LINE = 2
+# Times outside these years could not be stored and listed, nor backtested.
+_EARLIEST = int(EARLIEST_AT.timestamp())
+_LATEST = int(LATEST_AT.timestamp())
+_OUTSIDE_YEARS = f"is not between {EARLIEST_AT.date()} and {LATEST_AT.date()}"
 
 
 @dataclass(frozen=True)
@@ -126,7 +130,7 @@ def _parse_fast(
                 ndmin=1,
             )
             times = _parse_times(stamps)
-    except (ValueError, Warning):
+    except (ValueError, OverflowError, Warning):
         return None
     n_commas = layout.n_fields - 1
     if times is None or any(row.count(",") != n_commas for row in rows):
@@ -180,7 +184,7 @@ def _parse_slow(
 def _parse_time(text: str, line: int) -> int:
     text = text.strip()
     if _EPOCH_PATTERN.fullmatch(text):
-        return int(text)
+        return _within_years(int(text), text, line)
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
@@ -197,7 +201,13 @@ def _parse_time(text: str, line: int) -> int:
         )
     if value.microsecond:
         raise InvalidCandleFile(line, f'time "{text}" is not on a whole second')
-    return int(value.timestamp())
+    return _within_years(int(value.timestamp()), text, line)
+
+
+def _within_years(seconds: int, text: str, line: int) -> int:
+    if not _EARLIEST <= seconds < _LATEST:
+        raise InvalidCandleFile(line, f'time "{text[:40]}" {_OUTSIDE_YEARS}')
+    return seconds
 
 
 def _parse_number(name: str, text: str, line: int) -> float:
@@ -228,6 +238,8 @@ def _find_problems(
 ) -> list[tuple[int, str]]:
     found: list[tuple[int, str]] = []
     seconds = interval.seconds
+    if (i := _first((times < _EARLIEST) | (times >= _LATEST))) is not None:
+        found.append((i, f"time {int(times[i])} {_OUTSIDE_YEARS}"))
     if (i := _first(times % seconds != 0)) is not None:
         found.append((i, f"time {_iso(times[i])} is not on the {interval.value} grid"))
     steps = np.diff(times)
@@ -281,5 +293,10 @@ def _number(value: np.float64) -> str:
 
 
 def _iso(epoch_seconds: np.int64 | int) -> str:
-    moment = datetime.fromtimestamp(int(epoch_seconds), UTC)
+    # Problems are described before the earliest is picked, so a time far
+    # outside the years a datetime holds must still get a description.
+    try:
+        moment = datetime.fromtimestamp(int(epoch_seconds), UTC)
+    except (ValueError, OverflowError, OSError):
+        return str(int(epoch_seconds))
     return moment.isoformat().replace("+00:00", "Z")

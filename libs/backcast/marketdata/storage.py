@@ -5,6 +5,11 @@ each column as the raw little-endian bytes of a numpy array, so a year of
 minute candles comes back in nine rows and one query. The functions take a
 synchronous psycopg connection, since they run inside a worker's slot
 process and the command line.
+
+Every import of a series also moves its data version on (`candle_imports`),
+in the same transaction as the chunks: a reader that sees the version
+unchanged knows the candles are unchanged, at the cost of one primary-key
+lookup instead of a read of the chunks.
 """
 
 from __future__ import annotations
@@ -58,6 +63,23 @@ DELETE FROM candle_chunks
 WHERE instrument = %s AND interval = %s AND chunk_start BETWEEN %s AND %s
 """
 
+# A version is the import's time in epoch microseconds, or one more than the
+# last version if the clock is behind it: it grows with every import, and a
+# series dropped and imported again (or a database restored from a dump)
+# does not come back to a version a stored result already holds.
+_BUMP_VERSION = """
+INSERT INTO candle_imports AS i (instrument, interval, version, imported_at)
+VALUES (%s, %s, (extract(epoch FROM clock_timestamp()) * 1e6)::bigint, now())
+ON CONFLICT (instrument, interval) DO UPDATE SET
+    version = greatest(i.version + 1, excluded.version),
+    imported_at = excluded.imported_at
+RETURNING version
+"""
+
+_READ_VERSION = """
+SELECT version FROM candle_imports WHERE instrument = %s AND interval = %s
+"""
+
 _INSERT_CHUNK = """
 INSERT INTO candle_chunks (
     instrument, interval, chunk_start, n_candles, first_time, last_time,
@@ -91,16 +113,21 @@ def write_candles(
     instrument: str,
     interval: Interval,
     candles: Candles,
-) -> None:
+) -> int | None:
     """Store `candles`, replacing the stored ones from their first to last time.
 
     Stored candles of the same instrument and interval outside
     [first time, last time] of `candles` are kept. Runs in one transaction:
-    either every chunk is replaced or none is. Imports of one series are
-    serialised on an advisory lock, so two of them cannot interleave chunks.
+    either every chunk is replaced or none is, and the series' data version
+    moves on with them. Imports of one series are serialised on an advisory
+    lock, so two of them cannot interleave chunks.
+
+    Returns:
+        The series' new data version; None when `candles` is empty and
+        nothing was written.
     """
     if len(candles) == 0:
-        return
+        return None
     span = chunk_span_seconds(interval)
     first, last = int(candles.times[0]), int(candles.times[-1])
     first_chunk, last_chunk = first - first % span, last - last % span
@@ -118,8 +145,10 @@ def write_candles(
                 cursor.executemany(
                     _INSERT_CHUNK, list(_chunk_rows(instrument, interval, merged))
                 )
+            row = conn.execute(_BUMP_VERSION, (instrument, interval.value)).fetchone()
     except psycopg.OperationalError as exc:
         raise DatabaseUnavailable() from exc
+    assert row is not None and isinstance(row[0], int)
 
     logger.debug(
         "candles stored",
@@ -128,8 +157,27 @@ def write_candles(
             "instrument": instrument,
             "interval": interval.value,
             "n_candles": len(candles),
+            "data_version": row[0],
         },
     )
+    return row[0]
+
+
+def read_data_version(
+    conn: psycopg.Connection[tuple[object, ...]], instrument: str, interval: Interval
+) -> int | None:
+    """The data version of one series, or None if it was never imported.
+
+    The version changes with every import of the series (`write_candles`).
+    """
+    try:
+        row = conn.execute(_READ_VERSION, (instrument, interval.value)).fetchone()
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable() from exc
+    if row is None:
+        return None
+    assert isinstance(row[0], int)
+    return row[0]
 
 
 def _merge_with_stored(

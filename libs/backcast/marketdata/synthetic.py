@@ -48,6 +48,12 @@ import numpy as np
 from backcast.engine.candles import Candles, FloatArray
 from backcast.engine.spec import Interval, utc
 
+# What a result records as the version of the candles it ran on. A series
+# depends only on its name, so this changes only with the generator: raise
+# it with any change to the values generated, which tells stored results
+# that their candles can no longer be rebuilt.
+DATA_VERSION = "synthetic:1"
+
 DAY_SECONDS = 86_400
 SECONDS_PER_YEAR = 365.25 * DAY_SECONDS
 SPAN_DAYS = 32

@@ -17,6 +17,7 @@ from google.protobuf.descriptor import FieldDescriptor
 
 from backcast.engine.results import (
     METRIC_DEFINITIONS,
+    AccountFills,
     BacktestResult,
     EquityCurve,
     Metrics,
@@ -39,7 +40,7 @@ from backcast.engine.spec import (
     validate_spec,
 )
 from backcast.errors import FieldViolation, InvalidArgument
-from backcast.jobqueue.jobs import Job, JobState
+from backcast.jobqueue.jobs import Attempt, AttemptOutcome, Job, JobState
 from backcast.v1 import backtest_service_pb2 as api
 from backcast.v1 import result_pb2, spec_pb2
 
@@ -336,6 +337,28 @@ def job_to_proto(job: Job) -> api.Backtest:
     return message
 
 
+_OUTCOMES: dict[AttemptOutcome, api.Attempt.Outcome.ValueType] = {
+    AttemptOutcome.RUNNING: api.Attempt.OUTCOME_RUNNING,
+    AttemptOutcome.SUCCEEDED: api.Attempt.OUTCOME_SUCCEEDED,
+    AttemptOutcome.FAILED: api.Attempt.OUTCOME_FAILED,
+    AttemptOutcome.CANCELLED: api.Attempt.OUTCOME_CANCELLED,
+    AttemptOutcome.EXPIRED: api.Attempt.OUTCOME_EXPIRED,
+}
+
+
+def attempt_to_proto(attempt: Attempt) -> api.Attempt:
+    message = api.Attempt(
+        number=attempt.number,
+        worker=attempt.worker,
+        outcome=_OUTCOMES[attempt.outcome],
+        error_message=attempt.error_message or "",
+        start_time=_timestamp(attempt.started_at),
+    )
+    if attempt.finished_at is not None:
+        message.end_time.CopyFrom(_timestamp(attempt.finished_at))
+    return message
+
+
 def metrics_to_proto(metrics: Metrics) -> result_pb2.Metrics:
     values: dict[str, Any] = {k: _finite(v) for k, v in metrics.to_dict().items()}
     return result_pb2.Metrics(**values)
@@ -384,6 +407,15 @@ def result_to_proto(result: BacktestResult) -> result_pb2.BacktestResult:
     add_point = message.equity_curve.add
     for at, equity in zip(curve.at.tolist(), curve.equity.tolist(), strict=True):
         add_point(equity=equity).time.seconds = at
+
+    fills = result.account_fills
+    if fills is not None:
+        # Packed repeated fields take whole lists: 24 bytes a fill on the wire.
+        message.account_fills.SetInParent()
+        message.account_fills.candle_times.extend(fills.at.tolist())
+        message.account_fills.cash.extend(fills.cash.tolist())
+        message.account_fills.units.extend(fills.units.tolist())
+    message.data_version = result.data_version or ""
     return message
 
 
@@ -428,4 +460,39 @@ def result_from_proto(message: result_pb2.BacktestResult) -> BacktestResult:
         np.array([p.equity for p in points], dtype=np.float64),
     )
     definitions = dict(message.metric_definitions) or METRIC_DEFINITIONS
-    return BacktestResult(metrics, table, curve, definitions)
+    return BacktestResult(
+        metrics,
+        table,
+        curve,
+        definitions,
+        account_fills=_account_fills_from_proto(message),
+        data_version=message.data_version or None,
+    )
+
+
+def _account_fills_from_proto(
+    message: result_pb2.BacktestResult,
+) -> AccountFills | None:
+    """The fills of `message`, None if it has none (an older worker's).
+
+    Raises:
+        InvalidArgument: the columns differ in length or times do not ascend.
+    """
+    if not message.HasField("account_fills"):
+        return None
+    sent = message.account_fills
+    fills = AccountFills(
+        np.array(sent.candle_times, dtype=np.int64),
+        np.array(sent.cash, dtype=np.float64),
+        np.array(sent.units, dtype=np.float64),
+    )
+    path = "result.account_fills"
+    if not len(fills.at) == len(fills.cash) == len(fills.units):
+        raise InvalidArgument.of(
+            path,
+            f"{len(fills.at)} candle_times, {len(fills.cash)} cash and "
+            f"{len(fills.units)} units; every fill needs one of each",
+        )
+    if np.any(np.diff(fills.at) <= 0):
+        raise InvalidArgument.of(path, "candle_times must ascend strictly")
+    return fills

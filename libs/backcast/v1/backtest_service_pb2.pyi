@@ -232,6 +232,50 @@ class SubmitBacktestResponse(_message.Message):
 Global___SubmitBacktestResponse: _TypeAlias = SubmitBacktestResponse  # noqa: Y015
 
 @_typing.final
+class SubmitBacktestsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def requests(self) -> _containers.RepeatedCompositeFieldContainer[Global___SubmitBacktestRequest]:
+        """Required. 1 to 1,000 backtests, each as SubmitBacktest takes it."""
+
+    def __init__(
+        self,
+        *,
+        requests: _abc.Iterable[Global___SubmitBacktestRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["requests", b"requests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitBacktestsRequest: _TypeAlias = SubmitBacktestsRequest  # noqa: Y015
+
+@_typing.final
+class SubmitBacktestsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BACKTESTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def backtests(self) -> _containers.RepeatedCompositeFieldContainer[Global___Backtest]:
+        """The backtests, in the order of the requests."""
+
+    def __init__(
+        self,
+        *,
+        backtests: _abc.Iterable[Global___Backtest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backtests", b"backtests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitBacktestsResponse: _TypeAlias = SubmitBacktestsResponse  # noqa: Y015
+
+@_typing.final
 class GetStatusRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -256,20 +300,113 @@ class GetStatusResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     BACKTEST_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def backtest(self) -> Global___Backtest: ...
+    @_builtins.property
+    def attempts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Attempt]:
+        """Every attempt so far, oldest first: who ran it, when, and how it ended."""
+
     def __init__(
         self,
         *,
         backtest: Global___Backtest | None = ...,
+        attempts: _abc.Iterable[Global___Attempt] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["backtest", b"backtest"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backtest", b"backtest"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "backtest", b"backtest"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetStatusResponse: _TypeAlias = GetStatusResponse  # noqa: Y015
+
+@_typing.final
+class Attempt(_message.Message):
+    """One execution of a backtest by a worker, from its lease to its end."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Outcome:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _OutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[Attempt._Outcome.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        OUTCOME_UNSPECIFIED: Attempt._Outcome.ValueType  # 0
+        OUTCOME_RUNNING: Attempt._Outcome.ValueType  # 1
+        """Still leased to its worker."""
+        OUTCOME_SUCCEEDED: Attempt._Outcome.ValueType  # 2
+        """Produced the recorded result."""
+        OUTCOME_FAILED: Attempt._Outcome.ValueType  # 3
+        """The backtest failed; `error_message` says how. The backtest is
+        retried when the failure is retryable and attempts remain.
+        """
+        OUTCOME_CANCELLED: Attempt._Outcome.ValueType  # 4
+        """Stopped by a cancel; any result it produced was discarded."""
+        OUTCOME_EXPIRED: Attempt._Outcome.ValueType  # 5
+        """Its lease expired (the worker died, froze or lost the network); any
+        later report from it is refused.
+        """
+
+    class Outcome(_Outcome, metaclass=_OutcomeEnumTypeWrapper):
+        """How an attempt ended."""
+
+    OUTCOME_UNSPECIFIED: Attempt.Outcome.ValueType  # 0
+    OUTCOME_RUNNING: Attempt.Outcome.ValueType  # 1
+    """Still leased to its worker."""
+    OUTCOME_SUCCEEDED: Attempt.Outcome.ValueType  # 2
+    """Produced the recorded result."""
+    OUTCOME_FAILED: Attempt.Outcome.ValueType  # 3
+    """The backtest failed; `error_message` says how. The backtest is
+    retried when the failure is retryable and attempts remain.
+    """
+    OUTCOME_CANCELLED: Attempt.Outcome.ValueType  # 4
+    """Stopped by a cancel; any result it produced was discarded."""
+    OUTCOME_EXPIRED: Attempt.Outcome.ValueType  # 5
+    """Its lease expired (the worker died, froze or lost the network); any
+    later report from it is refused.
+    """
+
+    NUMBER_FIELD_NUMBER: _builtins.int
+    WORKER_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    number: _builtins.int
+    """Numbered from 1; also the fencing token of its lease."""
+    worker: _builtins.str
+    """The worker that held the lease."""
+    outcome: Global___Attempt.Outcome.ValueType
+    """How it ended, or OUTCOME_RUNNING."""
+    error_message: _builtins.str
+    """Why it failed or expired; empty otherwise."""
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """When the worker was given the lease."""
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp:
+        """When it ended; unset while running."""
+
+    def __init__(
+        self,
+        *,
+        number: _builtins.int = ...,
+        worker: _builtins.str = ...,
+        outcome: Global___Attempt.Outcome.ValueType = ...,
+        error_message: _builtins.str = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "error_message", b"error_message", "number", b"number", "outcome", b"outcome", "start_time", b"start_time", "worker", b"worker"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Attempt: _TypeAlias = Attempt  # noqa: Y015
 
 @_typing.final
 class GetResultRequest(_message.Message):
@@ -331,6 +468,50 @@ class GetResultResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetResultResponse: _TypeAlias = GetResultResponse  # noqa: Y015
+
+@_typing.final
+class GetEquityCurveRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BACKTEST_ID_FIELD_NUMBER: _builtins.int
+    backtest_id: _builtins.int
+    """Required. A SUCCEEDED backtest of the caller."""
+    def __init__(
+        self,
+        *,
+        backtest_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backtest_id", b"backtest_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEquityCurveRequest: _TypeAlias = GetEquityCurveRequest  # noqa: Y015
+
+@_typing.final
+class GetEquityCurveResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POINTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def points(self) -> _containers.RepeatedCompositeFieldContainer[_result_pb2.EquityPoint]:
+        """The next points of the curve, oldest first, stamped with the close time
+        of their candle (open time + interval).
+        """
+
+    def __init__(
+        self,
+        *,
+        points: _abc.Iterable[_result_pb2.EquityPoint] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["points", b"points"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEquityCurveResponse: _TypeAlias = GetEquityCurveResponse  # noqa: Y015
 
 @_typing.final
 class ListBacktestsRequest(_message.Message):

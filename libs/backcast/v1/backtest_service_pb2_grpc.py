@@ -50,6 +50,11 @@ class BacktestServiceStub:
                 request_serializer=backcast_dot_v1_dot_backtest__service__pb2.SubmitBacktestRequest.SerializeToString,
                 response_deserializer=backcast_dot_v1_dot_backtest__service__pb2.SubmitBacktestResponse.FromString,
                 _registered_method=True)
+        self.SubmitBacktests = channel.unary_unary(
+                '/backcast.v1.BacktestService/SubmitBacktests',
+                request_serializer=backcast_dot_v1_dot_backtest__service__pb2.SubmitBacktestsRequest.SerializeToString,
+                response_deserializer=backcast_dot_v1_dot_backtest__service__pb2.SubmitBacktestsResponse.FromString,
+                _registered_method=True)
         self.GetStatus = channel.unary_unary(
                 '/backcast.v1.BacktestService/GetStatus',
                 request_serializer=backcast_dot_v1_dot_backtest__service__pb2.GetStatusRequest.SerializeToString,
@@ -59,6 +64,11 @@ class BacktestServiceStub:
                 '/backcast.v1.BacktestService/GetResult',
                 request_serializer=backcast_dot_v1_dot_backtest__service__pb2.GetResultRequest.SerializeToString,
                 response_deserializer=backcast_dot_v1_dot_backtest__service__pb2.GetResultResponse.FromString,
+                _registered_method=True)
+        self.GetEquityCurve = channel.unary_stream(
+                '/backcast.v1.BacktestService/GetEquityCurve',
+                request_serializer=backcast_dot_v1_dot_backtest__service__pb2.GetEquityCurveRequest.SerializeToString,
+                response_deserializer=backcast_dot_v1_dot_backtest__service__pb2.GetEquityCurveResponse.FromString,
                 _registered_method=True)
         self.ListBacktests = channel.unary_unary(
                 '/backcast.v1.BacktestService/ListBacktests',
@@ -115,6 +125,16 @@ class BacktestServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitBacktests(self, request, context):
+        """Accepts up to 1,000 backtests in one transaction: all of them, or none
+        when any is invalid (INVALID_ARGUMENT naming requests[i] and its field).
+        Returns them in request order. Request ids behave as in SubmitBacktest
+        and must differ within one call.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetStatus(self, request, context):
         """The backtest's state, attempt, progress, timestamps and error, plus a
         summary of its metrics once it has succeeded.
@@ -126,6 +146,18 @@ class BacktestServiceServicer:
     def GetResult(self, request, context):
         """Metrics, one page of closed trades and the downsampled equity curve of
         a SUCCEEDED backtest; FAILED_PRECONDITION in any other state.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetEquityCurve(self, request, context):
+        """The equity at every candle close of a SUCCEEDED backtest, in time
+        order, in messages of at most 4,096 points. Rebuilt from the account
+        after each fill and the candles, exactly as the backtest computed it.
+        FAILED_PRECONDITION when the backtest has not succeeded, when it was
+        stored before full curves could be rebuilt, or when its candles were
+        re-imported since it ran (run it again for a current curve).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -191,6 +223,11 @@ def add_BacktestServiceServicer_to_server(servicer, server):
                     request_deserializer=backcast_dot_v1_dot_backtest__service__pb2.SubmitBacktestRequest.FromString,
                     response_serializer=backcast_dot_v1_dot_backtest__service__pb2.SubmitBacktestResponse.SerializeToString,
             ),
+            'SubmitBacktests': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitBacktests,
+                    request_deserializer=backcast_dot_v1_dot_backtest__service__pb2.SubmitBacktestsRequest.FromString,
+                    response_serializer=backcast_dot_v1_dot_backtest__service__pb2.SubmitBacktestsResponse.SerializeToString,
+            ),
             'GetStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.GetStatus,
                     request_deserializer=backcast_dot_v1_dot_backtest__service__pb2.GetStatusRequest.FromString,
@@ -200,6 +237,11 @@ def add_BacktestServiceServicer_to_server(servicer, server):
                     servicer.GetResult,
                     request_deserializer=backcast_dot_v1_dot_backtest__service__pb2.GetResultRequest.FromString,
                     response_serializer=backcast_dot_v1_dot_backtest__service__pb2.GetResultResponse.SerializeToString,
+            ),
+            'GetEquityCurve': grpc.unary_stream_rpc_method_handler(
+                    servicer.GetEquityCurve,
+                    request_deserializer=backcast_dot_v1_dot_backtest__service__pb2.GetEquityCurveRequest.FromString,
+                    response_serializer=backcast_dot_v1_dot_backtest__service__pb2.GetEquityCurveResponse.SerializeToString,
             ),
             'ListBacktests': grpc.unary_unary_rpc_method_handler(
                     servicer.ListBacktests,
@@ -281,6 +323,33 @@ class BacktestService:
             _registered_method=True)
 
     @staticmethod
+    def SubmitBacktests(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backcast.v1.BacktestService/SubmitBacktests',
+            backcast_dot_v1_dot_backtest__service__pb2.SubmitBacktestsRequest.SerializeToString,
+            backcast_dot_v1_dot_backtest__service__pb2.SubmitBacktestsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def GetStatus(request,
             target,
             options=(),
@@ -324,6 +393,33 @@ class BacktestService:
             '/backcast.v1.BacktestService/GetResult',
             backcast_dot_v1_dot_backtest__service__pb2.GetResultRequest.SerializeToString,
             backcast_dot_v1_dot_backtest__service__pb2.GetResultResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEquityCurve(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/backcast.v1.BacktestService/GetEquityCurve',
+            backcast_dot_v1_dot_backtest__service__pb2.GetEquityCurveRequest.SerializeToString,
+            backcast_dot_v1_dot_backtest__service__pb2.GetEquityCurveResponse.FromString,
             options,
             channel_credentials,
             insecure,

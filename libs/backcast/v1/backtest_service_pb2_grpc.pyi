@@ -49,6 +49,12 @@ class BacktestServiceStub:
     later. With a request_id already used by the same owner, returns the
     job created the first time (INVALID_ARGUMENT if the spec differs).
     """
+    SubmitBacktests: _grpc.UnaryUnaryMultiCallable[_backtest_service_pb2.SubmitBacktestsRequest, _backtest_service_pb2.SubmitBacktestsResponse]
+    """Accepts up to 1,000 backtests in one transaction: all of them, or none
+    when any is invalid (INVALID_ARGUMENT naming requests[i] and its field).
+    Returns them in request order. Request ids behave as in SubmitBacktest
+    and must differ within one call.
+    """
     GetStatus: _grpc.UnaryUnaryMultiCallable[_backtest_service_pb2.GetStatusRequest, _backtest_service_pb2.GetStatusResponse]
     """The backtest's state, attempt, progress, timestamps and error, plus a
     summary of its metrics once it has succeeded.
@@ -56,6 +62,14 @@ class BacktestServiceStub:
     GetResult: _grpc.UnaryUnaryMultiCallable[_backtest_service_pb2.GetResultRequest, _backtest_service_pb2.GetResultResponse]
     """Metrics, one page of closed trades and the downsampled equity curve of
     a SUCCEEDED backtest; FAILED_PRECONDITION in any other state.
+    """
+    GetEquityCurve: _grpc.UnaryStreamMultiCallable[_backtest_service_pb2.GetEquityCurveRequest, _backtest_service_pb2.GetEquityCurveResponse]
+    """The equity at every candle close of a SUCCEEDED backtest, in time
+    order, in messages of at most 4,096 points. Rebuilt from the account
+    after each fill and the candles, exactly as the backtest computed it.
+    FAILED_PRECONDITION when the backtest has not succeeded, when it was
+    stored before full curves could be rebuilt, or when its candles were
+    re-imported since it ran (run it again for a current curve).
     """
     ListBacktests: _grpc.UnaryUnaryMultiCallable[_backtest_service_pb2.ListBacktestsRequest, _backtest_service_pb2.ListBacktestsResponse]
     """The caller's backtests, newest first, optionally filtered by state."""
@@ -106,6 +120,12 @@ class BacktestServiceAsyncStub(BacktestServiceStub):
     later. With a request_id already used by the same owner, returns the
     job created the first time (INVALID_ARGUMENT if the spec differs).
     """
+    SubmitBacktests: _aio.UnaryUnaryMultiCallable[_backtest_service_pb2.SubmitBacktestsRequest, _backtest_service_pb2.SubmitBacktestsResponse]  # type: ignore[assignment]
+    """Accepts up to 1,000 backtests in one transaction: all of them, or none
+    when any is invalid (INVALID_ARGUMENT naming requests[i] and its field).
+    Returns them in request order. Request ids behave as in SubmitBacktest
+    and must differ within one call.
+    """
     GetStatus: _aio.UnaryUnaryMultiCallable[_backtest_service_pb2.GetStatusRequest, _backtest_service_pb2.GetStatusResponse]  # type: ignore[assignment]
     """The backtest's state, attempt, progress, timestamps and error, plus a
     summary of its metrics once it has succeeded.
@@ -113,6 +133,14 @@ class BacktestServiceAsyncStub(BacktestServiceStub):
     GetResult: _aio.UnaryUnaryMultiCallable[_backtest_service_pb2.GetResultRequest, _backtest_service_pb2.GetResultResponse]  # type: ignore[assignment]
     """Metrics, one page of closed trades and the downsampled equity curve of
     a SUCCEEDED backtest; FAILED_PRECONDITION in any other state.
+    """
+    GetEquityCurve: _aio.UnaryStreamMultiCallable[_backtest_service_pb2.GetEquityCurveRequest, _backtest_service_pb2.GetEquityCurveResponse]  # type: ignore[assignment]
+    """The equity at every candle close of a SUCCEEDED backtest, in time
+    order, in messages of at most 4,096 points. Rebuilt from the account
+    after each fill and the candles, exactly as the backtest computed it.
+    FAILED_PRECONDITION when the backtest has not succeeded, when it was
+    stored before full curves could be rebuilt, or when its candles were
+    re-imported since it ran (run it again for a current curve).
     """
     ListBacktests: _aio.UnaryUnaryMultiCallable[_backtest_service_pb2.ListBacktestsRequest, _backtest_service_pb2.ListBacktestsResponse]  # type: ignore[assignment]
     """The caller's backtests, newest first, optionally filtered by state."""
@@ -168,6 +196,18 @@ class BacktestServiceServicer(metaclass=_abc_1.ABCMeta):
         """
 
     @_abc_1.abstractmethod
+    def SubmitBacktests(
+        self,
+        request: _backtest_service_pb2.SubmitBacktestsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_backtest_service_pb2.SubmitBacktestsResponse, _abc.Awaitable[_backtest_service_pb2.SubmitBacktestsResponse]]:
+        """Accepts up to 1,000 backtests in one transaction: all of them, or none
+        when any is invalid (INVALID_ARGUMENT naming requests[i] and its field).
+        Returns them in request order. Request ids behave as in SubmitBacktest
+        and must differ within one call.
+        """
+
+    @_abc_1.abstractmethod
     def GetStatus(
         self,
         request: _backtest_service_pb2.GetStatusRequest,
@@ -185,6 +225,20 @@ class BacktestServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_backtest_service_pb2.GetResultResponse, _abc.Awaitable[_backtest_service_pb2.GetResultResponse]]:
         """Metrics, one page of closed trades and the downsampled equity curve of
         a SUCCEEDED backtest; FAILED_PRECONDITION in any other state.
+        """
+
+    @_abc_1.abstractmethod
+    def GetEquityCurve(
+        self,
+        request: _backtest_service_pb2.GetEquityCurveRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_backtest_service_pb2.GetEquityCurveResponse], _abc.AsyncIterator[_backtest_service_pb2.GetEquityCurveResponse]]:
+        """The equity at every candle close of a SUCCEEDED backtest, in time
+        order, in messages of at most 4,096 points. Rebuilt from the account
+        after each fill and the candles, exactly as the backtest computed it.
+        FAILED_PRECONDITION when the backtest has not succeeded, when it was
+        stored before full curves could be rebuilt, or when its candles were
+        re-imported since it ran (run it again for a current curve).
         """
 
     @_abc_1.abstractmethod

@@ -235,6 +235,13 @@ class BacktestResult(_message.Message):
     TRADES_FIELD_NUMBER: _builtins.int
     EQUITY_CURVE_FIELD_NUMBER: _builtins.int
     METRIC_DEFINITIONS_FIELD_NUMBER: _builtins.int
+    ACCOUNT_FILLS_FIELD_NUMBER: _builtins.int
+    DATA_VERSION_FIELD_NUMBER: _builtins.int
+    data_version: _builtins.str
+    """Version of the candles the backtest ran on: "synthetic:N" for SYN-*
+    instruments, "import:V" for stored ones, where V changes with every
+    import of the instrument and interval. Empty when unknown.
+    """
     @_builtins.property
     def metrics(self) -> Global___Metrics: ...
     @_builtins.property
@@ -251,6 +258,13 @@ class BacktestResult(_message.Message):
     def metric_definitions(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """How each metric was computed: metric field name -> formula, in words."""
 
+    @_builtins.property
+    def account_fills(self) -> Global___AccountFills:
+        """The account after every fill, from which the full equity curve is
+        rebuilt. Sent by workers in CompleteAttempt; not set in
+        GetResultResponse (GetEquityCurve streams the full curve).
+        """
+
     def __init__(
         self,
         *,
@@ -258,11 +272,55 @@ class BacktestResult(_message.Message):
         trades: _abc.Iterable[Global___Trade] | None = ...,
         equity_curve: _abc.Iterable[Global___EquityPoint] | None = ...,
         metric_definitions: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        account_fills: Global___AccountFills | None = ...,
+        data_version: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["metrics", b"metrics"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["account_fills", b"account_fills", "metrics", b"metrics"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["equity_curve", b"equity_curve", "metric_definitions", b"metric_definitions", "metrics", b"metrics", "trades", b"trades"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_fills", b"account_fills", "data_version", b"data_version", "equity_curve", b"equity_curve", "metric_definitions", b"metric_definitions", "metrics", b"metrics", "trades", b"trades"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___BacktestResult: _TypeAlias = BacktestResult  # noqa: Y015
+
+@_typing.final
+class AccountFills(_message.Message):
+    """Cash and units after every fill, column by column (equal lengths); each
+    state holds from its candle's close until the next fill. Equity at any
+    close is cash + units * close with the last state on or before it, or
+    the initial cash before the first fill.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CANDLE_TIMES_FIELD_NUMBER: _builtins.int
+    CASH_FIELD_NUMBER: _builtins.int
+    UNITS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def candle_times(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Open time of each fill's candle, epoch seconds, strictly ascending (the
+        fills of one candle are one entry, the state after the last of them).
+        """
+
+    @_builtins.property
+    def cash(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Cash after each fill, quote currency."""
+
+    @_builtins.property
+    def units(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Units held after each fill; negative for a short position."""
+
+    def __init__(
+        self,
+        *,
+        candle_times: _abc.Iterable[_builtins.int] | None = ...,
+        cash: _abc.Iterable[_builtins.float] | None = ...,
+        units: _abc.Iterable[_builtins.float] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["candle_times", b"candle_times", "cash", b"cash", "units", b"units"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AccountFills: _TypeAlias = AccountFills  # noqa: Y015

@@ -24,6 +24,7 @@ FAULTS = ";".join(
         "attempt.start@SYN-FLAKY=fail(retryable)",
         "attempt.start@SYN-FATAL=fail(fatal)",
         "attempt.start@SYN-GREEDY=allocate(6144)",
+        "attempt.start@SYN-BUGGY=raise(index out of range)",
     )
 )
 
@@ -58,9 +59,10 @@ async def assert_worker_still_serves(store: JobStore) -> None:
         ("SYN-EXIT", "the slot process died (exit code 3)"),
         ("SYN-HANG", "the backtest ran past the execution timeout of 1 s"),
         ("SYN-GREEDY", "the backtest ran out of memory"),
+        ("SYN-BUGGY", "the backtest engine raised RuntimeError: index out of range"),
     ],
 )
-async def test_attempt_that_breaks_its_slot_is_retried_then_fails(
+async def test_attempt_that_raises_or_breaks_its_slot_is_retried_then_fails(
     store: JobStore, poisoned_worker: Worker, instrument: str, message: str
 ) -> None:
     job_id = await submit(store, crossover_spec(2_000, instrument), max_attempts=2)

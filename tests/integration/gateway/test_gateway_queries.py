@@ -63,6 +63,42 @@ async def test_status_shows_the_submitted_backtest(gateway: Gateway) -> None:
     assert response.backtest == submitted
 
 
+async def test_status_lists_every_attempt_with_its_worker_and_outcome(
+    gateway: Gateway, store: JobStore
+) -> None:
+    submitted = await submit(gateway)
+    (first,) = await store.claim("worker-a", 1, lease_seconds=30)
+    await store.fail(
+        first.job_id,
+        first.fencing_token,
+        "slot died",
+        retryable=True,
+        retry_delay_seconds=0,
+    )
+
+    response = await gateway.stub.GetStatus(
+        api.GetStatusRequest(backtest_id=submitted.id), metadata=ALICE, timeout=5
+    )
+
+    [attempt] = response.attempts
+    assert (attempt.number, attempt.worker) == (1, "worker-a")
+    assert attempt.outcome == api.Attempt.OUTCOME_FAILED
+    assert attempt.error_message == "slot died"
+    assert attempt.HasField("start_time") and attempt.HasField("end_time")
+
+
+async def test_status_of_a_backtest_not_yet_run_has_no_attempts(
+    gateway: Gateway,
+) -> None:
+    submitted = await submit(gateway)
+
+    response = await gateway.stub.GetStatus(
+        api.GetStatusRequest(backtest_id=submitted.id), metadata=ALICE, timeout=5
+    )
+
+    assert list(response.attempts) == []
+
+
 @pytest.mark.parametrize("call", ["GetStatus", "CancelBacktest", "GetResult"])
 async def test_another_owners_backtest_is_not_found(
     gateway: Gateway, call: str

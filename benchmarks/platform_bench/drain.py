@@ -1,0 +1,85 @@
+"""Drain: N tiny jobs already queued, released at once; jobs per second from
+the release to the last SUCCEEDED, beside a raw SKIP LOCKED loop."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from platform_bench import baselines
+from platform_bench.figures import Figure, Outcome, at_least
+from platform_bench.harness import (
+    BenchContext,
+    CpuMeter,
+    finished_span_seconds,
+    fresh_database,
+    insert_queued_jobs,
+    release_queued_jobs,
+    running_platform,
+    tiny_spec,
+    wait_until_finished,
+)
+
+NAME = "drain"
+FULL_JOBS = 20_000
+QUICK_JOBS = 1_000
+TARGET_JOBS_PER_SECOND = 20_000.0
+# Jobs one raw claim takes: as many as the platform's slots.
+RAW_BATCH_PER_CORE = 1
+
+
+def run(ctx: BenchContext) -> Outcome:
+    n_jobs = QUICK_JOBS if ctx.quick else FULL_JOBS
+    figure = Figure(
+        NAME,
+        "jobs/s, release to last SUCCEEDED",
+        "jobs/s",
+        baseline="raw SKIP LOCKED claim + complete, one connection per core",
+        target=at_least(TARGET_JOBS_PER_SECOND),
+        note=f"{n_jobs:,} jobs of 48 candles; 1 worker, {ctx.n_cores} slots",
+    )
+    cpu_runs: list[dict[str, float]] = []
+    with fresh_database(ctx.server_url) as url:
+        with running_platform(
+            ctx, url, n_workers=1, slots_per_worker=ctx.n_cores, name=NAME
+        ) as platform:
+            for index in range(ctx.runs):
+                rate, cpu = drain_rate(url, platform, n_jobs, owner=f"drain-{index}")
+                figure.runs.append(rate)
+                cpu_runs.append(cpu)
+                figure.baseline_runs.append(
+                    raw_drain_rate(ctx, url, n_jobs, owner=f"raw-{index}")
+                )
+    details: dict[str, Any] = {
+        "n_jobs": n_jobs,
+        "n_workers": 1,
+        "slots_per_worker": ctx.n_cores,
+        "cpu_seconds_per_job": [
+            {part: seconds / n_jobs for part, seconds in cpu.items()}
+            for cpu in cpu_runs
+        ],
+    }
+    return Outcome([figure], details)
+
+
+def drain_rate(
+    url: str, platform: Any, n_jobs: int, *, owner: str
+) -> tuple[float, dict[str, float]]:
+    """Jobs per second for `n_jobs` released at once, and the CPU seconds
+    each process spent on them."""
+    insert_queued_jobs(url, n_jobs, owner=owner, spec=tiny_spec(), held=True)
+    meter = CpuMeter(platform, url)
+    meter.start()
+    released_at = release_queued_jobs(url, owner)
+    wait_until_finished(url, owner, n_jobs, timeout_seconds=60 + n_jobs / 20)
+    cpu = meter.stop()
+    return n_jobs / finished_span_seconds(url, owner, released_at), cpu
+
+
+def raw_drain_rate(ctx: BenchContext, url: str, n_jobs: int, *, owner: str) -> float:
+    insert_queued_jobs(url, n_jobs, owner=owner, spec=tiny_spec(), held=True)
+    return baselines.skip_locked_drain(
+        url,
+        owner,
+        n_connections=ctx.n_cores,
+        batch=RAW_BATCH_PER_CORE * ctx.n_cores,
+    )
