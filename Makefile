@@ -29,9 +29,11 @@ up: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-## Time the engine on a million synthetic candles beside a numpy baseline.
+## Time the engine on a million synthetic candles beside a numpy baseline,
+## then loading a year of minute candles from PostgreSQL, cold and cached.
 bench-engine: $(STAMP)
 	$(BIN)/python benchmarks/engine_bench.py
+	$(BIN)/python benchmarks/candle_load_bench.py
 
 $(BUF):
 	npm install --silent --no-audit --no-fund --prefix $(TOOLS) @bufbuild/buf@1.75.0
