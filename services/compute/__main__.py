@@ -22,6 +22,7 @@ logger = logging.getLogger("backcast.compute")
 FLAGS = {
     "scheduler": "BACKCAST_WORKER_SCHEDULER",
     "slots": "BACKCAST_WORKER_SLOTS",
+    "prefetch": "BACKCAST_WORKER_PREFETCH",
     "worker_id": "BACKCAST_WORKER_ID",
     "address": "BACKCAST_WORKER_ADDRESS",
     "log_level": "BACKCAST_LOG_LEVEL",
@@ -48,6 +49,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--slots",
         help="backtests run at once (BACKCAST_WORKER_SLOTS, cores minus one)",
+    )
+    parser.add_argument(
+        "--prefetch",
+        help="attempts held waiting for a slot "
+        "(BACKCAST_WORKER_PREFETCH, one per slot)",
     )
     parser.add_argument(
         "--worker-id", help="unique worker name (BACKCAST_WORKER_ID, hostname-pid)"

@@ -54,8 +54,16 @@ class _Attempt:
 class AttemptRunner:
     """Runs assigned attempts in the slot pool and reports how they end."""
 
-    def __init__(self, slots: SlotPool, reporter: Reporter, worker_id: str) -> None:
+    def __init__(
+        self,
+        slots: SlotPool,
+        reporter: Reporter,
+        worker_id: str,
+        *,
+        prefetch: int = 0,
+    ) -> None:
         self._slots = slots
+        self._prefetch = prefetch
         self._reporter = reporter
         self._worker_id = worker_id
         self._attempts: dict[int, _Attempt] = {}
@@ -71,7 +79,14 @@ class AttemptRunner:
         return self._slots.n_slots
 
     def n_free_slots(self) -> int:
-        return max(0, self._slots.n_free - len(self._waiting))
+        """Attempts this worker can take now: its free slots, plus room for
+        `prefetch` attempts waiting for a slot.
+
+        Attempts waiting here start the moment a slot frees, without a
+        round trip to the scheduler, which keeps slots busy when backtests
+        are short; they hold their leases (renewed) while they wait.
+        """
+        return max(0, self._slots.n_free + self._prefetch - len(self._waiting))
 
     def held_leases(self) -> list[HeldLease]:
         return [
@@ -102,9 +117,9 @@ class AttemptRunner:
             failure = Failed(assignment.problem, retryable=False)
             self._spawn(self._conclude(attempt, failure))
             return
-        if self._slots.n_free == 0:
+        if self._slots.n_free == 0 and len(self._waiting) >= self._prefetch:
             logger.warning(
-                "assignment beyond free slots; waiting for one",
+                "assignment beyond free slots and prefetch; waiting for a slot",
                 extra={EVENT: "attempt_waiting", **self._fields(attempt)},
             )
         self._waiting.append(attempt)

@@ -53,7 +53,10 @@ class Worker:
             config.n_slots, entry=entry, log_level=config.log_level, limits=limits
         )
         self.runner = AttemptRunner(
-            self.slots, Reporter(stub, config.worker_id), config.worker_id
+            self.slots,
+            Reporter(stub, config.worker_id),
+            config.worker_id,
+            prefetch=config.prefetch,
         )
         self.connection = SchedulerConnection(
             stub, self.runner, config.worker_id, on_drain=self.drain

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 from backcast.errors import DatabaseUnavailable
 from backcast.jobqueue.jobs import HeldLease, JobState
@@ -17,11 +18,27 @@ logger = logging.getLogger(__name__)
 class LeaseKeeper:
     """Renews all of a worker's leases in one statement per heartbeat, and
     tells the worker to stop attempts whose lease is lost or whose job is
-    being cancelled."""
+    being cancelled.
 
-    def __init__(self, store: JobStore, *, lease_seconds: float) -> None:
+    Workers also send a heartbeat early whenever a slot frees, to announce
+    capacity; with short backtests that is several per second. Renewing on
+    those would cost a statement per backtest for nothing, so a worker's
+    leases are renewed at most every `min_interval_seconds` (half a
+    heartbeat interval: the regular heartbeats still renew every time).
+    """
+
+    def __init__(
+        self,
+        store: JobStore,
+        *,
+        lease_seconds: float,
+        min_interval_seconds: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._store = store
         self._lease_seconds = lease_seconds
+        self._min_interval_seconds = min_interval_seconds
+        self._clock = clock
 
     async def renew(
         self,
@@ -29,9 +46,19 @@ class LeaseKeeper:
         leases: Sequence[HeldLease],
         reported: Sequence[HeldLease],
     ) -> None:
-        """Renew `leases`; check the ones the worker itself `reported`."""
+        """Renew `leases`; check the ones the worker itself `reported`.
+
+        Skipped when this worker's leases were renewed less than
+        `min_interval_seconds` ago, unless the session asks for a renewal
+        (its hello listed leases).
+        """
         if not leases:
             return
+        now = self._clock()
+        last = session.renewed_at
+        if last is not None and now - last < self._min_interval_seconds:
+            return
+        session.renewed_at = now
         try:
             renewed = await self._store.renew(
                 session.worker_id, leases, lease_seconds=self._lease_seconds

@@ -64,7 +64,11 @@ class Scheduler:
             lease_seconds=config.lease_seconds,
             poll_seconds=config.poll_seconds,
         )
-        keeper = LeaseKeeper(store, lease_seconds=config.lease_seconds)
+        keeper = LeaseKeeper(
+            store,
+            lease_seconds=config.lease_seconds,
+            min_interval_seconds=config.heartbeat_seconds / 2,
+        )
         completions = Completions(store, registry, dispatcher)
         reaper = Reaper(store, interval_seconds=config.reap_interval_seconds)
 

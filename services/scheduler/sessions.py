@@ -72,6 +72,9 @@ class WorkerSession:
         self.closed = False
         self._clock = clock
         self._n_free_slots = 0
+        # When the LeaseKeeper last renewed this worker's leases; None until
+        # the first heartbeat, which always renews.
+        self.renewed_at: float | None = None
         self._heartbeat_at: float | None = None
         self._n_heartbeats = 0
         # job id -> fencing token, as the worker last reported them

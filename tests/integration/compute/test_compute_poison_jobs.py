@@ -29,12 +29,17 @@ FAULTS = ";".join(
 )
 
 
+# Long enough for a healthy backtest on a busy machine, short enough for a
+# hanging one to be cut twice in a test.
+ATTEMPT_TIMEOUT_SECONDS = 3.0
+
+
 @pytest.fixture
 async def poisoned_worker(scheduler: Scheduler) -> AsyncIterator[Worker]:
     """A one-slot worker whose slots misbehave on the instruments above."""
     config = dataclasses.replace(
         worker_config(scheduler.port),
-        attempt_timeout_seconds=1.0,
+        attempt_timeout_seconds=ATTEMPT_TIMEOUT_SECONDS,
         slot_memory_mb=4096,
         faults=parse_faults(FAULTS),
     )
@@ -57,7 +62,7 @@ async def assert_worker_still_serves(store: JobStore) -> None:
     [
         ("SYN-CRASH", "the slot process died (killed by SIGSEGV)"),
         ("SYN-EXIT", "the slot process died (exit code 3)"),
-        ("SYN-HANG", "the backtest ran past the execution timeout of 1 s"),
+        ("SYN-HANG", "the backtest ran past the execution timeout of 3 s"),
         ("SYN-GREEDY", "the backtest ran out of memory"),
         ("SYN-BUGGY", "the backtest engine raised RuntimeError: index out of range"),
     ],
