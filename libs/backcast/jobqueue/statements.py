@@ -24,6 +24,15 @@ JOB_RETURNING = """
     j.finished_at, j.updated_at, NULL::jsonb AS summary
 """
 
+# As JOB_RETURNING, without the spec: a batch insert knows the specs it
+# sent, and decoding them back would cost more than the insert.
+JOB_RETURNING_NO_SPEC = """
+    j.id, j.owner, NULL::jsonb AS spec, j.priority, j.state, j.attempt,
+    j.max_attempts, j.progress, j.request_id, j.error_reason, j.error_message,
+    j.lease_holder, j.lease_expires_at, j.fencing_token, j.created_at,
+    j.started_at, j.finished_at, j.updated_at, NULL::jsonb AS summary
+"""
+
 # --- gateway side -----------------------------------------------------------
 
 # DO NOTHING makes a second insert with the same (owner, request_id) wait for
@@ -41,23 +50,26 @@ RETURNING {JOB_RETURNING}
 # of requests without a request id.
 SUBMIT_JOBS = f"""
 INSERT INTO jobs AS j (owner, request_id, spec, priority, max_attempts)
-SELECT %(owner)s, t.request_id, t.spec, t.priority, t.max_attempts
-FROM unnest(%(request_ids)s::text[], %(specs)s::jsonb[], %(priorities)s::int[],
-            %(max_attempts)s::int[])
-     WITH ORDINALITY AS t(request_id, spec, priority, max_attempts, position)
-ORDER BY t.position
+SELECT %(owner)s, t.request_id, s.spec, t.priority, t.max_attempts
+FROM jsonb_array_elements(%(specs)s::jsonb) WITH ORDINALITY AS s(spec, position)
+JOIN unnest(%(request_ids)s::text[], %(priorities)s::int[], %(max_attempts)s::int[])
+     WITH ORDINALITY AS t(request_id, priority, max_attempts, position)
+     USING (position)
+ORDER BY position
 ON CONFLICT (owner, request_id) DO NOTHING
-RETURNING {JOB_RETURNING}
+RETURNING {JOB_RETURNING_NO_SPEC}
 """
 
 # The jobs earlier submits made for some of a batch's request ids, and
 # whether each asked for the same thing.
 GET_JOBS_BY_REQUEST_IDS = f"""
 SELECT {JOB_COLUMNS},
-       j.spec = t.spec AND j.priority = t.priority
+       j.spec = s.spec AND j.priority = t.priority
            AND j.max_attempts = t.max_attempts AS same_request
-FROM unnest(%(request_ids)s::text[], %(specs)s::jsonb[], %(priorities)s::int[],
-            %(max_attempts)s::int[]) AS t(request_id, spec, priority, max_attempts)
+FROM jsonb_array_elements(%(specs)s::jsonb) WITH ORDINALITY AS s(spec, position)
+JOIN unnest(%(request_ids)s::text[], %(priorities)s::int[], %(max_attempts)s::int[])
+     WITH ORDINALITY AS t(request_id, priority, max_attempts, position)
+     USING (position)
 JOIN jobs AS j ON j.owner = %(owner)s AND j.request_id = t.request_id
 LEFT JOIN results AS r ON r.job_id = j.id
 """

@@ -184,7 +184,9 @@ class JobStore:
         params = {
             "owner": owner,
             "request_ids": [item.request_id for item in items],
-            "specs": [Jsonb(item.spec) for item in items],
+            # One JSON array, not a jsonb[]: array text needs every spec
+            # escaped again, which costs more than the insert itself.
+            "specs": Jsonb([item.spec for item in items]),
             "priorities": [item.priority for item in items],
             "max_attempts": [item.max_attempts for item in items],
         }
@@ -559,12 +561,13 @@ def _in_item_order(
     }
     # Rows without a request id were inserted, and numbered, in item order.
     anonymous = iter(sorted((r for r in inserted if not r["request_id"]), key=_id))
-    return [
-        job_from_row(
-            by_request_id[item.request_id] if item.request_id else next(anonymous)
-        )
-        for item in items
-    ]
+    jobs = []
+    for item in items:
+        row = by_request_id[item.request_id] if item.request_id else next(anonymous)
+        # Each row's spec is the item's: just inserted, or equal to it (a
+        # reused request id with another spec was refused).
+        jobs.append(job_from_row({**row, "spec": item.spec}))
+    return jobs
 
 
 def _id(row: Row) -> int:

@@ -6,6 +6,7 @@ engine never see a protobuf message.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -192,6 +193,7 @@ def _fields_of(message: Any) -> dict[str, Any]:
     return values
 
 
+@functools.cache
 def _enum_prefix(enum_name: str) -> str:
     snake = "".join(f"_{c}" if c.isupper() else c for c in enum_name).lstrip("_")
     return snake.upper() + "_"
