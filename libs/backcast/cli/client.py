@@ -167,11 +167,15 @@ class GatewayClient:
         return response.backtest
 
     def get_status(self, backtest_id: int) -> api.Backtest:
+        return self.status(backtest_id).backtest
+
+    def status(self, backtest_id: int) -> api.GetStatusResponse:
+        """The backtest and every attempt of it so far."""
         request = api.GetStatusRequest(backtest_id=backtest_id)
-        response = self._stub.GetStatus(
+        response: api.GetStatusResponse = self._stub.GetStatus(
             request, timeout=self.timeout_seconds, metadata=self._metadata
         )
-        return response.backtest
+        return response
 
     def get_result(
         self, backtest_id: int, *, page_size: int = 0, page_token: str = ""

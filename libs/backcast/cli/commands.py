@@ -336,11 +336,14 @@ def _print_json(message: Message) -> None:
 
 def cmd_status(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        backtest = client.get_status(args.id)
+        status = client.status(args.id)
     if args.json:
-        _print_json(api.GetStatusResponse(backtest=backtest))
+        _print_json(status)
     else:
-        print(views.backtest_details(backtest))
+        print(views.backtest_details(status.backtest))
+        if status.attempts:
+            print()
+            print(views.attempts_table(list(status.attempts)))
     return 0
 
 

@@ -197,6 +197,23 @@ def backtest_details(backtest: api.Backtest) -> str:
     return "\n".join(lines)
 
 
+def attempts_table(attempts: list[api.Attempt]) -> str:
+    """One row per attempt: number, worker, outcome, start, end and error."""
+    rows = [
+        [
+            str(attempt.number),
+            attempt.worker,
+            api.Attempt.Outcome.Name(attempt.outcome).removeprefix("OUTCOME_").lower(),
+            time_text(attempt.start_time),
+            time_text(attempt.end_time) if attempt.HasField("end_time") else "",
+            attempt.error_message,
+        ]
+        for attempt in attempts
+    ]
+    headers = ["attempt", "worker", "outcome", "started (UTC)", "ended (UTC)", "error"]
+    return render_table(headers, rows)
+
+
 def backtests_table(backtests: list[api.Backtest]) -> str:
     rows = []
     for b in backtests:

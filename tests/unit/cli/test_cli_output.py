@@ -6,6 +6,7 @@ import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
+from backcast.cli import views
 from backcast.cli.client import describe_rpc_error, exit_code_for
 from backcast.cli.demo import demo_batch, results_table
 from backcast.cli.tables import render_table
@@ -153,3 +154,34 @@ def test_results_table_shows_metrics_of_succeeded_backtests_only() -> None:
     ]
     assert lines[2].split()[0] == "1" and lines[2].split()[-1] == "failed"
     assert "12.34%" in lines[3] and "1.50" in lines[3] and "5.00%" in lines[3]
+
+
+def test_attempts_table_lists_each_attempt_with_its_worker_and_outcome() -> None:
+    first = api.Attempt(
+        number=1,
+        worker="worker-1",
+        outcome=api.Attempt.OUTCOME_EXPIRED,
+        error_message="the lease expired: the worker stopped renewing it",
+    )
+    first.start_time.FromSeconds(1_700_000_000)
+    first.end_time.FromSeconds(1_700_000_012)
+    second = api.Attempt(
+        number=2, worker="worker-2", outcome=api.Attempt.OUTCOME_RUNNING
+    )
+    second.start_time.FromSeconds(1_700_000_013)
+
+    lines = views.attempts_table([first, second]).splitlines()
+
+    assert lines[0].split() == [
+        "attempt",
+        "worker",
+        "outcome",
+        "started",
+        "(UTC)",
+        "ended",
+        "(UTC)",
+        "error",
+    ]
+    assert lines[2].split()[:3] == ["1", "worker-1", "expired"]
+    assert lines[2].endswith("the lease expired: the worker stopped renewing it")
+    assert lines[3].split()[:3] == ["2", "worker-2", "running"]
