@@ -21,6 +21,12 @@ from backcast.telemetry import EVENT
 
 logger = logging.getLogger("backcast.gateway")
 
+# Longest wait of a call for a database connection. While PostgreSQL is away
+# no connection comes, and the caller should hear UNAVAILABLE ("retry") well
+# before a usual deadline (the command-line client's is 10 s) makes it
+# DEADLINE_EXCEEDED, which says nothing about the cause.
+DATABASE_WAIT_SECONDS = 2.0
+
 
 _SETTINGS_WITHOUT_FLAGS = """\
 settings without a flag (environment variables):
@@ -80,7 +86,11 @@ def settings(env: Mapping[str, str], args: argparse.Namespace) -> dict[str, str]
 async def serve(config: GatewayConfig) -> None:
     """Serve until SIGTERM or SIGINT, then stop gracefully."""
     stop = stop_event_on_signals()
-    store = await JobStore.open(config.database_url, max_size=config.pool_size)
+    store = await JobStore.open(
+        config.database_url,
+        max_size=config.pool_size,
+        timeout_seconds=DATABASE_WAIT_SECONDS,
+    )
     events = JobEvents(config.database_url)
     try:
         events.start()

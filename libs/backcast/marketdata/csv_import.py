@@ -143,10 +143,14 @@ def _parse_times(stamps: npt.NDArray[np.str_]) -> IntArray | None:
     texts = [text.strip() for text in stamps.tolist()]
     if all(_EPOCH_PATTERN.fullmatch(text) for text in texts[:1000]):
         return np.array(texts).astype(np.int64)
-    naive = [_without_utc_suffix(text) for text in texts]
-    if any(len(text) < 10 for text in naive[:1000]):
+    naive = np.array([_without_utc_suffix(text) for text in texts])
+    # numpy reads "2024-01" as a month and bare digits as a year, where the
+    # row-by-row parse refuses the one and reads epoch seconds in the other:
+    # a time not shaped YYYY-MM-DD... sends the whole file down that parse.
+    dated = np.char.endswith(naive.astype("<U5"), "-")
+    if (np.char.str_len(naive) < 10).any() or not dated.all():
         return None
-    parsed = np.array(naive, dtype="datetime64[s]")
+    parsed = naive.astype("datetime64[s]")
     if np.isnat(parsed).any():
         return None
     return parsed.astype(np.int64)
@@ -239,7 +243,7 @@ def _find_problems(
     found: list[tuple[int, str]] = []
     seconds = interval.seconds
     if (i := _first((times < _EARLIEST) | (times >= _LATEST))) is not None:
-        found.append((i, f"time {int(times[i])} {_OUTSIDE_YEARS}"))
+        found.append((i, f"time {_iso(times[i])} {_OUTSIDE_YEARS}"))
     if (i := _first(times % seconds != 0)) is not None:
         found.append((i, f"time {_iso(times[i])} is not on the {interval.value} grid"))
     steps = np.diff(times)

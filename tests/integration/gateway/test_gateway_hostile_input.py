@@ -3,7 +3,8 @@
 The bar: never INTERNAL or UNKNOWN; a bad field is INVALID_ARGUMENT naming
 it (in the google.rpc.BadRequest and the message); an unknown backtest is
 NOT_FOUND; a request over the receive limit is RESOURCE_EXHAUSTED; and a
-refused request leaves jobs, results and candle_chunks as they were.
+refused request leaves every table (jobs, results, candle_chunks and the
+rest) as it was.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from gateway_support import (
     Gateway,
     as_owner,
     crossover_spec,
+    sample_result,
     start_test_gateway,
     stop_test_gateway,
 )
@@ -32,6 +34,7 @@ from hostile_requests import (
     LATEST_SECONDS,
     OWNER,
     Break,
+    bad_request_fields,
     bad_symbols,
     check_invalid_argument,
     check_not_refused_internally,
@@ -55,11 +58,14 @@ from backcast.v1 import spec_pb2
 
 T = TypeVar("T")
 Connection: TypeAlias = psycopg.AsyncConnection[tuple[object, ...]]
+# Calls on raw bytes, for requests no generated stub would send.
+Unary: TypeAlias = "grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]"
+ClientStream: TypeAlias = "grpc.aio.StreamUnaryMultiCallable[bytes, bytes]"
 
 # Few examples per property, so the file stays fast; no example database, so
 # nothing is written into the repository.
 FUZZ = settings(
-    max_examples=60,
+    max_examples=40,
     deadline=None,
     database=None,
     suppress_health_check=[
@@ -68,6 +74,8 @@ FUZZ = settings(
         HealthCheck.filter_too_much,
     ],
 )
+# Properties whose examples write jobs, and so cost more each.
+FUZZ_WRITES = settings(FUZZ, max_examples=20)
 STRANGER = "stranger"
 SERVICE = "/backcast.v1.BacktestService"
 MAX_RECEIVE_BYTES = dict(SERVER_OPTIONS)["grpc.max_receive_message_length"]
@@ -113,13 +121,15 @@ async def outcome(call: Awaitable[T]) -> T | grpc.aio.AioRpcError:
         return error
 
 
-async def first_watched(gateway: Gateway, request: Any, owner: str) -> Any:
-    call = gateway.stub.WatchBacktest(request, metadata=as_owner(owner), timeout=5)
+async def first_streamed(gateway: Gateway, rpc: str, request: Any, owner: str) -> Any:
+    """The first message of a server stream (None if it ends at once)."""
+    call = getattr(gateway.stub, rpc)(request, metadata=as_owner(owner), timeout=5)
     try:
         async for response in call:
             return response
     finally:
         call.cancel()
+    return None
 
 
 def others() -> st.SearchStrategy[str]:
@@ -134,7 +144,7 @@ def unique_request_id(request: api.SubmitBacktestRequest) -> None:
 # SubmitBacktest
 
 
-@FUZZ
+@FUZZ_WRITES
 @given(request=valid_submissions(), owner=others())
 async def test_submission_within_every_bound_is_accepted(
     hostile: Gateway, request: api.SubmitBacktestRequest, owner: str
@@ -145,6 +155,13 @@ async def test_submission_within_every_bound_is_accepted(
 
     assert isinstance(response, api.SubmitBacktestResponse), response
     assert response.backtest.state == api.Backtest.STATE_QUEUED
+    # What was stored reads back: no value in bounds breaks the translation.
+    status = await hostile.stub.GetStatus(
+        api.GetStatusRequest(backtest_id=response.backtest.id),
+        metadata=as_owner(owner),
+        timeout=5,
+    )
+    assert status.backtest.spec == response.backtest.spec
 
 
 @FUZZ
@@ -198,7 +215,7 @@ async def test_submission_with_several_bad_fields_names_every_one(
     assert await table_snapshot(db_connection) == before
 
 
-@FUZZ
+@FUZZ_WRITES
 @given(request=valid_submissions(), other=valid_submissions())
 async def test_request_id_reused_for_another_spec_is_refused_and_writes_nothing(
     hostile: Gateway,
@@ -223,10 +240,75 @@ async def test_request_id_reused_for_another_spec_is_refused_and_writes_nothing(
     assert await table_snapshot(db_connection) == before
 
 
-# Calls on one backtest: GetStatus, GetResult, CancelBacktest, WatchBacktest.
+@st.composite
+def batches(draw: st.DrawFn) -> tuple[api.SubmitBacktestsRequest, list[str]]:
+    """A SubmitBacktests call with some requests broken, and the broken fields
+    as `requests[i].<field>`."""
+    items = draw(st.lists(valid_submissions(), min_size=1, max_size=5))
+    broken: list[str] = []
+    for index, item in enumerate(items):
+        unique_request_id(item)
+        if draw(st.booleans()):
+            each = draw(single_breaks(), label=f"requests[{index}]")
+            each.apply(item)
+            broken.append(f"requests[{index}].{each.field}")
+    return api.SubmitBacktestsRequest(requests=items), broken
 
 
-ID_CALLS = ("GetStatus", "GetResult", "CancelBacktest", "WatchBacktest")
+@FUZZ_WRITES
+@given(batch=batches())
+async def test_batch_with_bad_requests_names_each_and_writes_nothing(
+    hostile: Gateway,
+    db_connection: Connection,
+    batch: tuple[api.SubmitBacktestsRequest, list[str]],
+) -> None:
+    request, broken = batch
+    before = await table_snapshot(db_connection)
+
+    response = await outcome(hostile.stub.SubmitBacktests(request, timeout=10))
+
+    if broken:
+        assert isinstance(response, grpc.aio.AioRpcError), f"{broken} accepted"
+        check_invalid_argument(response, broken, all_named=True)
+        assert await table_snapshot(db_connection) == before
+    else:
+        assert isinstance(response, api.SubmitBacktestsResponse), response
+        assert len(response.backtests) == len(request.requests)
+
+
+@pytest.mark.parametrize(("n_requests", "repeat"), [(0, 1), (1_001, 3), (5_000, 5)])
+async def test_batch_empty_oversized_or_repeating_a_request_id_is_refused(
+    hostile: Gateway, db_connection: Connection, n_requests: int, repeat: int
+) -> None:
+    item = api.SubmitBacktestRequest(spec=crossover_spec())
+    sized = api.SubmitBacktestsRequest(requests=[item] * n_requests)
+    item.request_id = f"twice-{next(_request_ids)}"
+    repeating = api.SubmitBacktestsRequest(requests=[item] * (repeat + 1))
+    before = await table_snapshot(db_connection)
+
+    too_many = await outcome(hostile.stub.SubmitBacktests(sized, timeout=10))
+    repeated = await outcome(hostile.stub.SubmitBacktests(repeating, timeout=10))
+
+    assert isinstance(too_many, grpc.aio.AioRpcError)
+    check_invalid_argument(too_many, ["requests"], all_named=True)
+    assert isinstance(repeated, grpc.aio.AioRpcError)
+    paths = [f"requests[{i}].request_id" for i in range(1, repeat + 1)]
+    check_invalid_argument(repeated, paths, all_named=True)
+    assert await table_snapshot(db_connection) == before
+
+
+# Calls on one backtest: GetStatus, GetResult, GetEquityCurve, CancelBacktest,
+# WatchBacktest.
+
+
+ID_CALLS = (
+    "GetStatus",
+    "GetResult",
+    "GetEquityCurve",
+    "CancelBacktest",
+    "WatchBacktest",
+)
+STREAMS = ("GetEquityCurve", "WatchBacktest")
 
 
 async def call_on_backtest(
@@ -234,8 +316,8 @@ async def call_on_backtest(
 ) -> Any:
     request_type = getattr(api, f"{rpc}Request")
     request = request_type(backtest_id=backtest_id)
-    if rpc == "WatchBacktest":
-        return await outcome(first_watched(gateway, request, owner))
+    if rpc in STREAMS:
+        return await outcome(first_streamed(gateway, rpc, request, owner))
     method = getattr(gateway.stub, rpc)
     return await outcome(method(request, metadata=as_owner(owner), timeout=5))
 
@@ -348,7 +430,11 @@ async def test_result_page_fields_are_checked_before_the_backtest_is_looked_up(
 
 @FUZZ
 @given(
-    states=st.lists(st.integers(INT32_MIN, INT32_MAX) | st.sampled_from(STATES)),
+    # Up to 20: all of them fit in the BadRequest (see the test of very many
+    # bad fields for more).
+    states=st.lists(
+        st.integers(INT32_MIN, INT32_MAX) | st.sampled_from(STATES), max_size=20
+    ),
     page_size=st.integers(INT32_MIN, INT32_MAX),
     data=st.data(),
 )
@@ -572,7 +658,7 @@ async def test_empty_import_stream_is_refused_naming_the_instrument(
 
 
 async def raw_call(gateway: Gateway, rpc: str, payload: bytes) -> Any:
-    method = gateway.channel.unary_unary(f"{SERVICE}/{rpc}")
+    method: Unary = gateway.channel.unary_unary(f"{SERVICE}/{rpc}")
     return await outcome(method(payload, timeout=5))
 
 
@@ -607,7 +693,7 @@ def _varint(value: int) -> bytes:
 # Over the size limit
 
 
-async def test_request_over_the_receive_limit_is_resource_exhausted(
+async def test_request_or_metadata_over_the_receive_limit_is_resource_exhausted(
     hostile: Gateway, db_connection: Connection
 ) -> None:
     options = [*CLIENT_OPTIONS, ("grpc.max_send_message_length", -1)]
@@ -624,12 +710,216 @@ async def test_request_over_the_receive_limit_is_resource_exhausted(
     async with grpc.aio.insecure_channel(
         f"127.0.0.1:{hostile.host.port}", options=options
     ) as channel:
-        submit = channel.unary_unary(f"{SERVICE}/SubmitBacktest")
+        submit: Unary = channel.unary_unary(f"{SERVICE}/SubmitBacktest")
         submitted = await outcome(submit(request.SerializeToString(), timeout=30))
-        upload = channel.stream_unary(f"{SERVICE}/ImportCandles")
+        upload: ClientStream = channel.stream_unary(f"{SERVICE}/ImportCandles")
         imported = await outcome(upload(iter([chunk.SerializeToString()]), timeout=30))
 
-    for error in (submitted, imported):
+    headed = await outcome(
+        hostile.stub.GetStatus(
+            api.GetStatusRequest(backtest_id=1),
+            metadata=as_owner("a" * 20_000),
+            timeout=5,
+        )
+    )
+
+    for error in (submitted, imported, headed):
         assert isinstance(error, grpc.aio.AioRpcError)
         assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, error
+    assert await table_snapshot(db_connection) == before
+
+
+# Bytes that do not parse as the request message
+
+
+UNARY_CALLS = (
+    "SubmitBacktest",
+    "SubmitBacktests",
+    "GetStatus",
+    "GetResult",
+    "ListBacktests",
+    "CancelBacktest",
+    "ListStrategies",
+    "ListInstruments",
+)
+
+
+@FUZZ
+@given(rpc=st.sampled_from(UNARY_CALLS), payload=st.binary(max_size=300))
+async def test_arbitrary_request_bytes_never_fail_internally_or_write(
+    hostile: Gateway, db_connection: Connection, rpc: str, payload: bytes
+) -> None:
+    before = await table_snapshot(db_connection)
+
+    response = await raw_call(hostile, rpc, payload)
+
+    if isinstance(response, grpc.aio.AioRpcError):
+        check_not_refused_internally(response)
+        if response.code() == grpc.StatusCode.INVALID_ARGUMENT:
+            assert bad_request_fields(response), response
+        assert await table_snapshot(db_connection) == before
+
+
+def with_bad_utf8(message: Any, placeholder: str) -> bytes:
+    """`message` serialized, with `placeholder` turned into bytes that are
+    not UTF-8 (which no protobuf library would write)."""
+    wire = bytes(message.SerializeToString())
+    assert wire.count(placeholder.encode()) == 1
+    return wire.replace(placeholder.encode(), b"\xff" * len(placeholder))
+
+
+async def test_string_field_that_is_not_utf8_is_invalid_argument_naming_it(
+    hostile: Gateway, db_connection: Connection
+) -> None:
+    spec = crossover_spec()
+    spec.instrument = "PLACEHOLDER"
+    batch = api.SubmitBacktestsRequest(
+        requests=[
+            api.SubmitBacktestRequest(spec=crossover_spec()),
+            api.SubmitBacktestRequest(spec=spec),
+        ]
+    )
+    first = api.ImportCandlesRequest(instrument="PLACEHOLDER", interval=ONE_HOUR)
+    upload: ClientStream = hostile.channel.stream_unary(f"{SERVICE}/ImportCandles")
+    before = await table_snapshot(db_connection)
+
+    submitted = await raw_call(
+        hostile,
+        "SubmitBacktest",
+        with_bad_utf8(api.SubmitBacktestRequest(spec=spec), "PLACEHOLDER"),
+    )
+    batched = await raw_call(
+        hostile, "SubmitBacktests", with_bad_utf8(batch, "PLACEHOLDER")
+    )
+    imported = await outcome(
+        upload(iter([with_bad_utf8(first, "PLACEHOLDER")]), timeout=5)
+    )
+
+    check_invalid_argument(submitted, ["spec.instrument"], all_named=True)
+    check_invalid_argument(batched, ["requests[1].spec.instrument"], all_named=True)
+    check_invalid_argument(imported, ["instrument"], all_named=True)
+    assert await table_snapshot(db_connection) == before
+
+
+async def test_truncated_request_is_invalid_argument_naming_the_cut_field(
+    hostile: Gateway,
+) -> None:
+    whole = api.SubmitBacktestRequest(spec=crossover_spec()).SerializeToString()
+
+    error = await raw_call(hostile, "SubmitBacktest", whole[:-3])
+
+    check_invalid_argument(error, ["spec"], all_named=True)
+
+
+# Regressions: one test per bug the properties above found.
+
+
+async def test_symbol_followed_by_a_line_break_is_refused(
+    hostile: Gateway, db_connection: Connection
+) -> None:
+    # The symbol pattern ended in `$`, which also matches before a final
+    # "\n", so "BTCUSD\n" was queued and imported as a symbol.
+    spec = crossover_spec()
+    spec.instrument = "BTCUSD\n"
+    requests = [
+        api.ImportCandlesRequest(instrument="BTCUSD\n", interval=ONE_HOUR),
+        api.ImportCandlesRequest(csv_chunk=HOURLY_CSV),
+    ]
+    before = await table_snapshot(db_connection)
+
+    submitted = await outcome(
+        hostile.stub.SubmitBacktest(api.SubmitBacktestRequest(spec=spec), timeout=5)
+    )
+    imported = await outcome(hostile.stub.ImportCandles(iter(requests), timeout=5))
+
+    check_invalid_argument(submitted, ["spec.instrument"], all_named=True)
+    check_invalid_argument(imported, ["instrument"], all_named=True)
+    assert await table_snapshot(db_connection) == before
+
+
+async def test_page_token_signed_for_a_position_below_one_is_refused(
+    gateway: Gateway, store: JobStore
+) -> None:
+    # Positions handed out are at least 1; a token signed elsewhere (the
+    # development key is public) with offset -1 served the last trade, as
+    # if the list wrapped around.
+    await gateway.stub.SubmitBacktest(
+        api.SubmitBacktestRequest(spec=crossover_spec()), timeout=5
+    )
+    (lease,) = await store.claim("test-worker", 1, lease_seconds=30)
+    await store.complete(lease.job_id, lease.fencing_token, sample_result(5).to_dict())
+    signer = PageTokens(TEST_PAGE_TOKEN_KEY)
+
+    for position in (-1, 0):
+        token = signer.encode(position, trades_query(DEFAULT_OWNER, lease.job_id))
+        request = api.GetResultRequest(backtest_id=lease.job_id, page_token=token)
+        error = await outcome(gateway.stub.GetResult(request, timeout=5))
+
+        check_invalid_argument(error, ["page_token"], all_named=True)
+
+
+@pytest.mark.parametrize(
+    ("first_time", "shown"),
+    [
+        (-86_400, "1969-12-31T00:00:00Z"),
+        (7_258_118_400, "2200-01-01T00:00:00Z"),
+        (2**36 * 86_400, str(2**36 * 86_400)),
+        (10**22, str(10**22)),
+    ],
+)
+async def test_candles_outside_1970_to_2200_are_refused_and_listing_still_works(
+    hostile: Gateway, db_connection: Connection, first_time: int, shown: str
+) -> None:
+    # Such times were stored, after which the import failed converting them
+    # to a datetime, and every later import or listing of them failed too;
+    # past an int64 the parse itself failed. All were INTERNAL.
+    rows = [f"{first_time + day * 86_400},10,11,9,10.5,1" for day in range(2)]
+    requests = [
+        api.ImportCandlesRequest(
+            instrument="OUTSIDE", interval=spec_pb2.CANDLE_INTERVAL_ONE_DAY
+        ),
+        api.ImportCandlesRequest(csv_chunk="\n".join([HEADER, *rows]).encode()),
+    ]
+    before = await table_snapshot(db_connection)
+
+    error = await outcome(hostile.stub.ImportCandles(iter(requests), timeout=5))
+
+    check_invalid_argument(error, ["file"], all_named=True)
+    details = error.details() or ""
+    assert details.startswith("file: line 2: time ")
+    assert f"{shown} is not between 1970-01-01 and 2200-01-01" in details.replace(
+        '"', ""
+    )
+    assert await table_snapshot(db_connection) == before
+    listing = await hostile.stub.ListInstruments(api.ListInstrumentsRequest())
+    assert list(listing.instruments) == []
+
+
+@pytest.mark.parametrize("n_bad", [100, 100_000])
+async def test_request_with_very_many_bad_fields_still_names_the_first(
+    hostile: Gateway, db_connection: Connection, n_bad: int
+) -> None:
+    # Every violation went into the status trailer, and past 8 KiB of it the
+    # client dropped the call: RESOURCE_EXHAUSTED "Stream removed", with no
+    # field named.
+    listing = api.ListBacktestsRequest(states=[99] * n_bad)
+    item = api.SubmitBacktestRequest(spec=crossover_spec(), priority=1_000)
+    item.spec.initial_cash = -1
+    batch = api.SubmitBacktestsRequest(requests=[item] * min(n_bad, 1_000))
+    before = await table_snapshot(db_connection)
+
+    listed = await outcome(hostile.stub.ListBacktests(listing, timeout=10))
+    submitted = await outcome(hostile.stub.SubmitBacktests(batch, timeout=10))
+
+    states = [f"states[{i}]" for i in range(n_bad)]
+    named = check_invalid_argument(listed, states, all_named=False)
+    assert named == states[: len(named)]
+    assert f"(and {n_bad - 1} more field errors)" in str(listed.details())
+    fields = [
+        f"requests[{i}].{field}"
+        for i in range(len(batch.requests))
+        for field in ("spec.initial_cash", "priority")
+    ]
+    named = check_invalid_argument(submitted, fields, all_named=False)
+    assert named == fields[: len(named)]
     assert await table_snapshot(db_connection) == before
