@@ -66,6 +66,9 @@ def start_platform(
             extra_env=dict(env),
             worker_id_prefix=worker_id_prefix,
             stop_grace_seconds=5.0,
+            # Slot processes compile the engine when its cache is stale, which
+            # takes a minute on a busy two-core machine.
+            start_timeout_seconds=180.0,
         )
         platform = Platform(options)
         platforms.append(platform)

@@ -246,14 +246,6 @@ def wait_until_finished(
     return latest
 
 
-def running_job_ids(database_url: str) -> list[int]:
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT id FROM jobs WHERE state = 'running' ORDER BY id"
-        ).fetchall()
-    return [row[0] for row in rows]
-
-
 def terminate_backends(database_url: str) -> int:
     """End every other session on this test's database; returns how many."""
     with psycopg.connect(database_url, autocommit=True) as conn:
@@ -317,7 +309,9 @@ def worker_attempts(workers: Iterable[ServiceProcess]) -> list[WorkerAttempt]:
                 ended.setdefault(key, at)
         for (job_id, token), at in received.items():
             attempts.append(
-                WorkerAttempt(worker.name, job_id, token, at, ended.get((job_id, token)))
+                WorkerAttempt(
+                    worker.name, job_id, token, at, ended.get((job_id, token))
+                )
             )
     return attempts
 
@@ -402,3 +396,42 @@ def started_job_ids(workers: Iterable[ServiceProcess]) -> set[int]:
         for worker in workers
         for record in events_of(worker, "attempt_started")
     }
+
+
+@dataclass(frozen=True)
+class AttemptRow:
+    """One row of the attempts table: a claim of a job and how it ended."""
+
+    job_id: int
+    attempt: int
+    worker: str
+    outcome: str
+    started_at: datetime
+    finished_at: datetime | None
+
+
+def attempt_rows(database_url: str) -> list[AttemptRow]:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT job_id, attempt, worker, outcome, started_at, finished_at"
+            " FROM attempts ORDER BY job_id, attempt"
+        ).fetchall()
+    return [AttemptRow(*row) for row in rows]
+
+
+def overlapping_attempts(rows: Sequence[AttemptRow]) -> list[tuple[AttemptRow, ...]]:
+    """Pairs of attempts of one job whose time spans overlap.
+
+    An attempt spans its claim to its end; one not ended spans until now.
+    Two of them overlapping would mean two workers held the job at once.
+    """
+    overlaps = []
+    by_job: dict[int, list[AttemptRow]] = {}
+    for row in rows:
+        by_job.setdefault(row.job_id, []).append(row)
+    for attempts in by_job.values():
+        attempts.sort(key=lambda row: row.started_at)
+        for earlier, later in zip(attempts, attempts[1:], strict=False):
+            if earlier.finished_at is None or earlier.finished_at > later.started_at:
+                overlaps.append((earlier, later))
+    return overlaps

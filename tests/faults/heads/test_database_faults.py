@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
+from functools import partial
 
 import grpc
 import pytest
@@ -17,6 +19,9 @@ from head_faults_support import (
     Gateway,
     StartPlatform,
     SubmitFlow,
+    attempt_rows,
+    events_of,
+    overlapping_attempts,
     service_pids,
     small_spec,
     started_job_ids,
@@ -25,6 +30,7 @@ from head_faults_support import (
     wait_until_finished,
 )
 
+from backcast.cli.platform import Platform, ServiceProcess
 from backcast.v1 import backtest_service_pb2 as api
 
 pytestmark = pytest.mark.e2e
@@ -38,6 +44,9 @@ ENV = {
     "BACKCAST_FAULTS": f"attempt.start@{HOLD_INSTRUMENT}=sleep(2)",
 }
 N_TERMINATIONS = 5
+# Half the command-line client's deadline: a client must learn that the
+# database is away well within the deadline it would usually give a call.
+PROBE_DEADLINE_SECONDS = 5.0
 SUCCEEDED = api.Backtest.State.STATE_SUCCEEDED
 
 
@@ -63,9 +72,12 @@ def test_terminated_database_sessions_lose_no_job_and_need_no_restart(
     assert not flow.unexpected, flow.unexpected
     rows = wait_until_finished(database_url, [*held, *flow.job_ids])
     assert {row.state for row in rows} == {"succeeded"}
+    _assert_one_result_each(database_url, [row.id for row in rows])
+    _assert_nothing_internal(platform)
     assert gateway.get_status(held[0]).state == SUCCEEDED
     assert service_pids(platform) == pids_before
     gateway.close()
+    _assert_listening_again(platform)
 
 
 def test_database_outage_answers_unavailable_and_every_job_survives_it(
@@ -74,7 +86,9 @@ def test_database_outage_answers_unavailable_and_every_job_survives_it(
     database_url = embedded_postgres.url
     platform = start_platform(database_url, ENV, slots_per_worker=2)
     pids_before = service_pids(platform)
-    gateway = Gateway(platform.gateway_address, timeout_seconds=30)
+    # A deadline shorter than the gateway's wait for a database connection
+    # would hide the answer behind DEADLINE_EXCEEDED.
+    gateway = Gateway(platform.gateway_address, timeout_seconds=PROBE_DEADLINE_SECONDS)
 
     with SubmitFlow(platform.gateway_address) as flow:
         held = _submit_held(gateway, 2)
@@ -100,9 +114,50 @@ def test_database_outage_answers_unavailable_and_every_job_survives_it(
     assert not flow.unexpected, flow.unexpected
     rows = wait_until_finished(database_url, [*held, *flow.job_ids])
     assert {row.state for row in rows} == {"succeeded"}
+    _assert_one_result_each(database_url, [row.id for row in rows])
+    _assert_nothing_internal(platform)
     assert gateway.get_status(held[0]).state == SUCCEEDED
     assert service_pids(platform) == pids_before
     gateway.close()
+    _assert_listening_again(platform)
+
+
+def _assert_nothing_internal(platform: Platform) -> None:
+    # INTERNAL is what an unexpected exception becomes: the interceptor logs
+    # it as rpc_failed, and a worker whose report got it logs report_rejected.
+    for service in platform.services:
+        assert not events_of(service, "rpc_failed"), service.name
+    for worker in platform.workers:
+        assert not events_of(worker, "report_rejected"), worker.name
+
+
+def _assert_listening_again(platform: Platform) -> None:
+    # The LISTEN sessions lost with the database come back by themselves,
+    # after a backoff of up to 5 s.
+    assert platform.scheduler is not None and platform.gateway is not None
+    for service, event in (
+        (platform.scheduler, "listen_started"),
+        (platform.gateway, "job_events_listening"),
+    ):
+        wait_for(
+            partial(_logged_twice, service, event),
+            timeout_seconds=30,
+            what=f"{service.name} to listen again",
+            poll_seconds=0.2,
+        )
+
+
+def _logged_twice(service: ServiceProcess, event: str) -> bool:
+    return len(events_of(service, event)) >= 2
+
+
+def _assert_one_result_each(database_url: str, job_ids: list[int]) -> None:
+    # A requeue after a lost renewal may run a job twice; only one attempt
+    # may ever end succeeded, and never two at once.
+    claims = attempt_rows(database_url)
+    assert not overlapping_attempts(claims)
+    succeeded = Counter(c.job_id for c in claims if c.outcome == "succeeded")
+    assert succeeded == Counter(job_ids)
 
 
 def _submit_held(gateway: Gateway, n: int) -> list[int]:
@@ -118,6 +173,6 @@ def _assert_told_to_retry(call: Callable[[], object]) -> None:
     error = caught.value
     assert error.code() == grpc.StatusCode.UNAVAILABLE, error
     assert "retry" in (error.details() or ""), error.details()
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    status = rpc_status.from_call(error)
     assert status is not None
     assert any(d.Is(error_details_pb2.RetryInfo.DESCRIPTOR) for d in status.details)

@@ -7,14 +7,17 @@ import signal
 import uuid
 from collections import defaultdict
 from datetime import datetime
+from functools import partial
 
 import pytest
 from head_faults_support import (
     Gateway,
     StartPlatform,
     SubmitFlow,
+    attempt_rows,
     events_of,
     lease_expiry,
+    overlapping_attempts,
     small_spec,
     started_job_ids,
     wait_for,
@@ -67,9 +70,7 @@ def test_killed_scheduler_comes_back_and_every_job_finishes_without_a_rerun(
         # Renewed by the new scheduler, past what the old one granted.
         for job_id in held:
             wait_for(
-                lambda job_id=job_id: _later(
-                    lease_expiry(database_url, job_id), expiry_at_kill[job_id]
-                ),
+                partial(_renewed_since, database_url, job_id, expiry_at_kill[job_id]),
                 timeout_seconds=LEASE_SECONDS,
                 what=f"the lease of held job {job_id} to be renewed",
             )
@@ -90,13 +91,25 @@ def test_killed_scheduler_comes_back_and_every_job_finishes_without_a_rerun(
     # A job runs again only when its first assignment died with the killed
     # scheduler before any worker received it; a received one never does.
     received = defaultdict(list)
-    for attempt in worker_attempts(platform.workers):
-        received[attempt.job_id].append(attempt.fencing_token)
+    for worker_attempt in worker_attempts(platform.workers):
+        received[worker_attempt.job_id].append(worker_attempt.fencing_token)
     for job_id, attempt in attempts.items():
         if attempt > 1:
             assert 1 not in received[job_id], (job_id, received[job_id])
         else:
             assert received[job_id] == [1], (job_id, received[job_id])
+
+    # The attempts table tells the same: one claim per job that reached a
+    # worker, none expired, and the held jobs kept their first worker.
+    claims = attempt_rows(database_url)
+    assert not overlapping_attempts(claims)
+    expired = [claim for claim in claims if claim.outcome == "expired"]
+    assert all(1 not in received[claim.job_id] for claim in expired), expired
+    holders = {w.job_id: w.worker for w in worker_attempts(platform.workers)}
+    for claim in claims:
+        if claim.job_id in held:
+            assert (claim.attempt, claim.outcome) == (1, "succeeded")
+            assert claim.worker == holders[claim.job_id]
 
     # The workers never restarted: each reconnected on its own.
     assert {w.name: w.pid for w in platform.workers} == worker_pids
@@ -109,5 +122,6 @@ def test_killed_scheduler_comes_back_and_every_job_finishes_without_a_rerun(
     assert held_on_return >= len(held)
 
 
-def _later(value: datetime | None, than: datetime | None) -> bool:
-    return value is not None and than is not None and value > than
+def _renewed_since(database_url: str, job_id: int, expiry: datetime | None) -> bool:
+    renewed = lease_expiry(database_url, job_id)
+    return renewed is not None and expiry is not None and renewed > expiry

@@ -13,6 +13,8 @@ from head_faults_support import (
     Gateway,
     StartPlatform,
     SubmitFlow,
+    attempt_rows,
+    overlapping_attempts,
     small_spec,
     wait_until_finished,
     worker_attempts,
@@ -91,12 +93,22 @@ def test_two_schedulers_share_the_queue_and_never_lease_a_job_twice(
     shared = {key: held for key, held in sampler.holders.items() if len(held) > 1}
     assert not shared, shared
 
+    # The attempts table agrees: one claim per job, never two at once.
+    claims = attempt_rows(database_url)
+    assert not overlapping_attempts(claims)
+    assert sorted(claim.job_id for claim in claims) == sorted(job_ids)
+    assert {claim.outcome for claim in claims} == {"succeeded"}
+
     # Each job reached exactly one worker, once.
     attempts = worker_attempts(workers)
     per_job = Counter(attempt.job_id for attempt in attempts)
     assert sorted(per_job) == sorted(job_ids)
     assert set(per_job.values()) == {1}
 
+    assert {(a.job_id, a.worker) for a in attempts} == {
+        (claim.job_id, claim.worker) for claim in claims
+    }
+
     # Both schedulers handed out work.
-    per_side = Counter(attempt.worker.split("-")[0] for attempt in attempts)
+    per_side = Counter(claim.worker.split("-")[0] for claim in claims)
     assert per_side["east"] >= 5 and per_side["west"] >= 5, per_side
