@@ -83,6 +83,9 @@ class Completions:
         stored: Awaitable[JobState],
     ) -> JobState:
         fields = {JOB_ID: job_id, FENCING_TOKEN: fencing_token, WORKER: worker}
+        # Marked before the store call: a heartbeat renewed meanwhile finds
+        # the job ended and would otherwise take its lease for lost.
+        self._mark_finished(job_id, fencing_token, worker)
         try:
             state = await stored
         except LeaseLost:
@@ -104,10 +107,13 @@ class Completions:
         )
         return state
 
-    def _settle(self, job_id: int, fencing_token: int, worker: str) -> None:
+    def _mark_finished(self, job_id: int, fencing_token: int, worker: str) -> None:
         session = self._registry.get(worker)
         if session is not None:
             session.finish(job_id, fencing_token)
+
+    def _settle(self, job_id: int, fencing_token: int, worker: str) -> None:
+        self._mark_finished(job_id, fencing_token, worker)
         # The worker's next heartbeat will show the freed slot; waking now
         # costs one cheap claim round at most.
         self._dispatcher.wake()

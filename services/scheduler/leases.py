@@ -64,10 +64,10 @@ class LeaseKeeper:
                 session.worker_id, leases, lease_seconds=self._lease_seconds
             )
         except DatabaseUnavailable:
-            # LIMITATION: a failed renewal is not retried before the next
-            # heartbeat; heartbeats come at least twice per lease, so only an
-            # outage longer than half a lease lets a live worker's job be
-            # requeued (it then runs twice; only the later result is kept).
+            # Retried at the next heartbeat, early or not. Leases that ran
+            # out meanwhile are safe: after an outage the reaper waits for
+            # the workers' renewals before it requeues anything.
+            session.renewed_at = None
             logger.warning(
                 "lease renewal failed",
                 extra={EVENT: "renew_failed", WORKER: session.worker_id},

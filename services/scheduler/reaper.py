@@ -20,16 +20,27 @@ class Reaper:
     another replica has locked.
     """
 
-    def __init__(self, store: JobStore, *, interval_seconds: float) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        *,
+        interval_seconds: float,
+        recovery_grace_seconds: float = 0.0,
+    ) -> None:
         self._store = store
         self._interval_seconds = interval_seconds
+        self._recovery_grace_seconds = recovery_grace_seconds
+        self._database_lost = False
 
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self._interval_seconds)
             try:
+                if self._database_lost:
+                    await self._wait_for_renewals()
                 await self.reap()
             except DatabaseUnavailable:
+                self._database_lost = True
                 logger.warning(
                     "reaping expired leases failed; retrying",
                     extra={EVENT: "reap_failed"},
@@ -40,6 +51,22 @@ class Reaper:
                     exc_info=exc,
                     extra={EVENT: "reap_failed"},
                 )
+
+    async def _wait_for_renewals(self) -> None:
+        # Every lease ran out while the database was away, live workers'
+        # too: their renewals failed with it. Reaping the moment it is back
+        # would requeue jobs that are still running, so the workers' next
+        # heartbeats get the grace period to renew them first.
+        await self._store.ping()
+        self._database_lost = False
+        logger.info(
+            "database back; reaping resumes after the workers renew",
+            extra={
+                EVENT: "reap_resuming",
+                "grace_seconds": self._recovery_grace_seconds,
+            },
+        )
+        await asyncio.sleep(self._recovery_grace_seconds)
 
     async def reap(self) -> int:
         """One pass; returns how many jobs changed state."""

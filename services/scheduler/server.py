@@ -70,7 +70,11 @@ class Scheduler:
             min_interval_seconds=config.heartbeat_seconds / 2,
         )
         completions = Completions(store, registry, dispatcher)
-        reaper = Reaper(store, interval_seconds=config.reap_interval_seconds)
+        reaper = Reaper(
+            store,
+            interval_seconds=config.reap_interval_seconds,
+            recovery_grace_seconds=2 * config.heartbeat_seconds,
+        )
 
         listener = NotificationListener(config.database_url)
         listener.subscribe(JOBS_QUEUED_CHANNEL, lambda _: dispatcher.wake())

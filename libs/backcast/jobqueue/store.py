@@ -129,6 +129,10 @@ class JobStore:
             cursor = await conn.execute(query, params, prepare=prepare or None)
             return await cursor.fetchall()
 
+    async def ping(self) -> None:
+        """Return once the database answers; DatabaseUnavailable if it does not."""
+        await self._fetch_one("SELECT 1", {})
+
     # --- gateway side -------------------------------------------------------
 
     async def submit(
