@@ -24,6 +24,14 @@ if TYPE_CHECKING:
 TEST_DATABASE_URL_VAR = "BACKCAST_TEST_DATABASE_URL"
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # Compile the engine's kernels once, here, before any test starts
+    # workers: a clean checkout has no numba cache yet, and every worker
+    # starting at once would compile each kernel itself, slowly enough on a
+    # busy machine to miss its start-up deadline.
+    import backcast.engine.warmup  # noqa: F401
+
+
 @pytest.fixture(scope="session")
 def postgres_server_url() -> Iterator[str]:
     """A URL of a PostgreSQL server where tests may create databases."""

@@ -64,6 +64,7 @@ def platform(
         database_url=database_url,
         extra_env=E2E_ENV,
         worker_id_prefix=WORKER_PREFIX,
+        start_timeout_seconds=180.0,
         stop_grace_seconds=10.0,
     )
     running = Platform(options)
