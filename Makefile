@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 TOOLS := .tools
 BUF := $(TOOLS)/node_modules/.bin/buf
 
-.PHONY: demo up test lint protos bench-engine clean
+.PHONY: demo up test lint protos bench-engine soak clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,14 @@ test: $(STAMP)
 bench-engine: $(STAMP)
 	$(BIN)/python benchmarks/engine_bench.py
 	$(BIN)/python benchmarks/candle_load_bench.py
+
+JOBS ?= 5000
+
+## Run JOBS backtests while workers and the scheduler are killed, frozen and
+## restarted at random, then audit the database (exit 1 if a job was lost,
+## duplicated or stuck).
+soak: $(STAMP)
+	$(BIN)/python benchmarks/soak.py --jobs $(JOBS)
 
 $(BUF):
 	npm install --silent --no-audit --no-fund --prefix $(TOOLS) @bufbuild/buf@1.75.0

@@ -10,8 +10,9 @@ checks from the database alone that no job was lost, none succeeded twice,
 none is stuck in RUNNING without a live lease and every attempt was counted.
 The last line holds the figures; the exit code is 1 when a check failed.
 
-    python benchmarks/soak.py [--jobs N] [--workers N] [--slots N] [--seed N]
-                              [--fault-every SECONDS] [--database-url URL]
+    python benchmarks/soak.py [--jobs N] [--seed N] [--fault-every SECONDS]
+                              [--database-url URL] ...     (see --help)
+    make soak JOBS=5000
 
 The test suite imports `run_soak` from this file for a shorter run.
 """
@@ -55,12 +56,12 @@ OWNER = "soak"
 MAX_ATTEMPTS = 10
 UNFINISHED = ("queued", "running", "cancelling")
 # Short leases, so a lost worker's jobs run again within about two seconds.
-LEASE_ENV = {
-    "BACKCAST_SCHEDULER_LEASE_SECONDS": "2",
+LEASE_SECONDS = 2.0
+SERVICE_ENV = {
+    "BACKCAST_SCHEDULER_LEASE_SECONDS": str(LEASE_SECONDS),
     "BACKCAST_SCHEDULER_HEARTBEAT_SECONDS": "0.3",
     "BACKCAST_SCHEDULER_POLL_SECONDS": "0.5",
 }
-LEASE_SECONDS = 2.0
 # Codes a repeated submit with the same request id can safely ride out.
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 SUBMIT_THREADS = 8
@@ -81,12 +82,20 @@ class SoakOptions:
     n_workers: int = 2
     slots_per_worker: int = 1
     seed: int = 0
+    # Jobs submitted per second; None submits them as fast as the gateway
+    # takes them. A steady rate makes the soak last a known time, however
+    # fast the machine runs the jobs.
+    submit_rate: float | None = None
     # Mean seconds between faults; each gap is drawn from [0.5, 1.5] times it.
-    fault_every_seconds: float = 2.0
+    fault_every_seconds: float = 4.0
     # Whether SIGSTOP/SIGCONT of a worker is among the faults.
     freeze: bool = True
+    # Services down or frozen at once. More than one lets outages overlap
+    # (the scheduler dies while a worker is starting), but on a slow machine
+    # restarts then take most of the time and the jobs crawl.
+    max_outages: int = 1
     # Seconds from the first submit until every job must have ended.
-    timeout_seconds: float = 900.0
+    timeout_seconds: float = 1800.0
     # Where service logs go; a temporary directory when None.
     log_dir: Path | None = None
     # Progress lines on stderr while the soak runs.
@@ -106,15 +115,11 @@ class Fault:
     down_seconds: float | None = None
 
     def describe(self) -> str:
-        down = (
-            "still down"
-            if self.down_seconds is None
-            else (f"down {self.down_seconds:.1f} s")
-        )
-        return (
-            f"{self.at_seconds:.1f} s: {self.kind} {self.victim}, "
-            f"paused {self.pause_seconds:.1f} s, {down}"
-        )
+        text = f"{self.at_seconds:.1f} s: {self.kind} {self.victim}"
+        text += f", paused {self.pause_seconds:.1f} s"
+        if self.down_seconds is not None:
+            text += f", down {self.down_seconds:.1f} s"
+        return text
 
 
 @dataclass(frozen=True)
@@ -242,7 +247,13 @@ class Soak:
             ThreadPoolExecutor(SUBMIT_THREADS) as pool,
         ):
             submits = [
-                pool.submit(self._submit_one, client, index, deadline)
+                pool.submit(
+                    self._submit_one,
+                    client,
+                    index,
+                    started + self._due(index),
+                    deadline,
+                )
                 for index in range(self.options.n_jobs)
             ]
             try:
@@ -296,10 +307,16 @@ class Soak:
                 next_progress = now + PROGRESS_EVERY_SECONDS
             time.sleep(STEP_SECONDS)
 
+    def _due(self, index: int) -> float:
+        """Seconds into the soak when job `index` is submitted."""
+        rate = self.options.submit_rate
+        return 0.0 if rate is None else index / rate
+
     def _submit_one(
-        self, client: GatewayClient, index: int, deadline: float
+        self, client: GatewayClient, index: int, due_at: float, deadline: float
     ) -> grpc.StatusCode | None:
         """Submit job `index` until it is accepted; the code that refused it."""
+        time.sleep(max(0.0, min(due_at, deadline) - time.monotonic()))
         spec = soak_spec(index)
         request_id = self.request_ids[index]
         pause = 0.1
@@ -331,10 +348,9 @@ class Outage:
 class Chaos:
     """Kills and freezes services at random and brings them back.
 
-    `step` never waits for a service: outages overlap (a worker may still be
-    starting when the scheduler dies), and the loop keeps its pace. It must
-    run on the thread that started the platform, which is what `Platform`
-    asks of whoever restarts a service.
+    `step` never waits for a service, so the loop keeps its pace while one
+    starts. It must run on the thread that started the platform, which is
+    what `Platform` asks of whoever restarts a service.
     """
 
     def __init__(self, platform: Platform, options: SoakOptions, started: float):
@@ -353,7 +369,8 @@ class Chaos:
     def step(self, now: float) -> None:
         self._end_outages(now)
         self._restart_crashed()
-        if now >= self._next_fault_at:
+        room = len(self._outages) < self.options.max_outages
+        if room and now >= self._next_fault_at:
             self._inject(now)
             self._next_fault_at = now + self._gap()
 
@@ -411,18 +428,26 @@ class Chaos:
     def _end_outages(self, now: float) -> None:
         for outage in list(self._outages.values()):
             service = outage.service
-            if outage.frozen and now >= outage.until:
+            if now < outage.until:
+                continue
+            if outage.frozen:
                 thaw(service)
                 self._recovered(outage, now)
-            elif not outage.frozen and not outage.restarted and now >= outage.until:
+            elif not outage.restarted:
                 self._start(service)
                 outage.restarted = True
-            elif outage.restarted and is_serving(service.address):
+            elif service.returncode() is not None:
+                self.crashes.append(f"{service.name} (code {service.returncode()})")
+                self._start(service)
+            elif is_serving(service.address):
                 self._recovered(outage, now)
 
     def _recovered(self, outage: Outage, now: float) -> None:
         outage.fault.down_seconds = now - outage.began_at
         del self._outages[outage.service.name]
+        if len(self._outages) == self.options.max_outages - 1:
+            # A full gap of calm after the outage that made room.
+            self._next_fault_at = max(self._next_fault_at, now + self._gap())
         if self.options.verbose:
             print(f"soak: {outage.fault.describe()}", file=sys.stderr, flush=True)
 
@@ -645,7 +670,7 @@ def platform_options(
         data_dir=log_dir,
         log_dir=log_dir,
         database_url=database_url,
-        extra_env=LEASE_ENV,
+        extra_env=SERVICE_ENV,
         worker_id_prefix="soak-worker",
         stop_grace_seconds=5.0,
     )
@@ -655,38 +680,70 @@ def platform_options(
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=5000, help="jobs to submit")
-    parser.add_argument("--workers", type=int, default=2, help="compute workers")
-    parser.add_argument("--slots", type=int, default=1, help="slots per worker")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the chaos")
+    parser = argparse.ArgumentParser(
+        description="Run backtests while services die at random, then audit "
+        "the jobs in the database."
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=5000, metavar="N", help="jobs (default 5000)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=2, metavar="N", help="workers (default 2)"
+    )
+    parser.add_argument(
+        "--slots", type=int, default=1, metavar="N", help="slots each (default 1)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, metavar="N", help="chaos seed (default 0)"
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        metavar="JOBS",
+        help="jobs submitted per second (default: as fast as they are taken)",
+    )
     parser.add_argument(
         "--fault-every",
         type=float,
-        default=2.0,
+        default=4.0,
         metavar="SECONDS",
-        help="mean seconds between faults (default 2)",
+        help="mean seconds between faults (default 4)",
     )
     parser.add_argument(
         "--no-freeze", action="store_true", help="leave out SIGSTOP/SIGCONT faults"
     )
     parser.add_argument(
+        "--max-outages",
+        type=int,
+        default=1,
+        metavar="N",
+        help="services down or frozen at once (default 1)",
+    )
+    parser.add_argument(
         "--timeout",
         type=float,
-        default=900.0,
         metavar="SECONDS",
-        help="seconds for every job to end (default 900)",
+        help="seconds for every job to end (default: 120 plus 0.3 a job)",
     )
     parser.add_argument(
         "--database-url",
         default=_server_url_from_env(),
+        metavar="URL",
         help="PostgreSQL server to create the soak database on (default: "
         "BACKCAST_TEST_DATABASE_URL or BACKCAST_DATABASE_URL, else an embedded one)",
     )
     parser.add_argument(
-        "--log-dir", type=Path, help="keep the service logs here (default: discarded)"
+        "--log-dir",
+        type=Path,
+        metavar="DIR",
+        help="keep the service logs here (default: a temporary directory, "
+        "kept only when a check fails)",
     )
     return parser.parse_args(argv)
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _server_url_from_env() -> str | None:
@@ -695,15 +752,22 @@ def _server_url_from_env() -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so the services stop and the soak's
+    # database is dropped.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    # Kept when a check fails, to explain it.
+    log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="backcast-soak-"))
     options = SoakOptions(
         n_jobs=args.jobs,
         n_workers=args.workers,
         slots_per_worker=args.slots,
         seed=args.seed,
+        submit_rate=args.rate,
         fault_every_seconds=args.fault_every,
         freeze=not args.no_freeze,
-        timeout_seconds=args.timeout,
-        log_dir=args.log_dir,
+        max_outages=args.max_outages,
+        timeout_seconds=args.timeout or 120.0 + 0.3 * args.jobs,
+        log_dir=log_dir,
         verbose=True,
     )
     print(
@@ -715,6 +779,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = run_soak(options, args.database_url)
     for line in report.details():
         print(line)
+    if args.log_dir is not None or not report.ok:
+        print(f"logs: {log_dir}")
+    else:
+        shutil.rmtree(log_dir, ignore_errors=True)
     print(report.summary(), flush=True)
     return 0 if report.ok else 1
 
