@@ -59,7 +59,9 @@ class SchedulerConnection:
         self._worker_id = worker_id
         self._on_drain = on_drain
         self._version = worker_version()
-        self._backoff = Backoff(initial_seconds=0.1, cap_seconds=5.0)
+        # Capped at a second: a restarted scheduler must hear from its
+        # workers well within a lease, or it takes their jobs back.
+        self._backoff = Backoff(initial_seconds=0.1, cap_seconds=1.0)
         self.heartbeat_seconds = DEFAULT_HEARTBEAT_SECONDS
         self.draining = False
         self.connected = asyncio.Event()
@@ -70,14 +72,11 @@ class SchedulerConnection:
             try:
                 await self._hold_stream()
             except grpc.aio.AioRpcError as exc:
-                logger.warning(
-                    "scheduler stream broke",
-                    extra={
-                        EVENT: "stream_broken",
-                        WORKER: self._worker_id,
-                        "code": exc.code().name,
-                    },
-                )
+                self._log_broken(exc.code().name)
+            except asyncio.InvalidStateError:
+                # A heartbeat written as the scheduler died: "RPC already
+                # finished". The same loss as a broken stream.
+                self._log_broken("FINISHED")
             except Exception as exc:  # noqa: BLE001 - the worker must reconnect
                 logger.error(
                     "scheduler stream failed",
@@ -97,12 +96,20 @@ class SchedulerConnection:
             )
             await asyncio.sleep(delay)
 
+    def _log_broken(self, code: str) -> None:
+        logger.warning(
+            "scheduler stream broke",
+            extra={EVENT: "stream_broken", WORKER: self._worker_id, "code": code},
+        )
+
     def send_soon(self) -> None:
         """Send a heartbeat now rather than at the next interval."""
         self._runner.changed.set()
 
     async def _hold_stream(self) -> None:
-        call = self._stub.Connect()
+        # Waits for the channel to connect instead of failing at once, so
+        # the stream opens the moment a restarted scheduler listens.
+        call = self._stub.Connect(wait_for_ready=True)
         try:
             await call.write(pb.ConnectRequest(hello=self._hello()))
             first = await call.read()
