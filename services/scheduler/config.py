@@ -63,8 +63,9 @@ class SchedulerConfig:
 
     @property
     def reap_interval_seconds(self) -> float:
-        """How often expired leases are looked for."""
-        return max(0.5, self.lease_seconds / 4)
+        """How often expired leases are looked for: every heartbeat, so a
+        dead worker's job runs again within a lease plus one heartbeat."""
+        return min(self.heartbeat_seconds, self.lease_seconds / 4)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SchedulerConfig:

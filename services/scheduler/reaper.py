@@ -7,7 +7,6 @@ import logging
 
 from backcast.errors import DatabaseUnavailable
 from backcast.jobqueue.store import JobStore
-from backcast.scheduler.backoff import BASE_SECONDS
 from backcast.telemetry import ATTEMPT, EVENT, FENCING_TOKEN, JOB_ID
 
 logger = logging.getLogger(__name__)
@@ -70,7 +69,9 @@ class Reaper:
 
     async def reap(self) -> int:
         """One pass; returns how many jobs changed state."""
-        reaped = await self._store.reap_expired(retry_delay_seconds=BASE_SECONDS)
+        # Requeued ready at once: the worker died, not the backtest, so no
+        # backoff is owed, and another worker should start it right away.
+        reaped = await self._store.reap_expired(retry_delay_seconds=0.0)
         for job in reaped:
             logger.warning(
                 "lease expired",

@@ -72,6 +72,8 @@ class WorkerSession:
         self.closed = False
         self._clock = clock
         self._n_free_slots = 0
+        # Set while assignments go unacknowledged; see record_heartbeat.
+        self._unheard = False
         # When the LeaseKeeper last renewed this worker's leases; None until
         # the first heartbeat, which always renews.
         self.renewed_at: float | None = None
@@ -96,13 +98,20 @@ class WorkerSession:
         self.draining = heartbeat.draining
         self._reported = {h.job_id: h.fencing_token for h in heartbeat.held}
 
-        # An assignment missing from two heartbeats in a row has reached the
-        # worker and already ended there (heartbeats are far apart compared
-        # with the stream's latency); it no longer takes a slot.
+        # An assignment missing from two heartbeats in a row either ended on
+        # the worker between them (its report is on the way) or never reached
+        # it: a worker whose heartbeats arrive but which hears nothing back.
+        # It no longer takes a slot, and until the worker shows it hears us
+        # (a heartbeat lists an assignment, or a report comes) it is given
+        # nothing more, which would only burn attempts on leases it never
+        # sees.
         for job_id, (token, seen) in list(self._pending.items()):
-            acknowledged = self._reported.get(job_id) == token
-            if acknowledged or self._n_heartbeats - seen >= 2:
+            if self._reported.get(job_id) == token:
                 del self._pending[job_id]
+                self._unheard = False
+            elif self._n_heartbeats - seen >= 2:
+                del self._pending[job_id]
+                self._unheard = True
         # Keep only what concerns leases the worker still reports, so these
         # sets stay as small as the worker's slots however long it lives.
         self._finished = {
@@ -118,6 +127,8 @@ class WorkerSession:
     def capacity(self, stale_after_seconds: float) -> int:
         """How many more attempts the worker can start right now."""
         if self.closed or self.draining or self._heartbeat_at is None:
+            return 0
+        if self._unheard:
             return 0
         # A worker whose heartbeats stopped is not trusted with new work even
         # while its stream stays open.
@@ -148,7 +159,11 @@ class WorkerSession:
         return self._reported.get(job_id)
 
     def finish(self, job_id: int, fencing_token: int) -> None:
-        """The attempt was reported; later heartbeats may still list it."""
+        """The attempt was reported; later heartbeats may still list it.
+
+        A report proves the worker received what it was assigned.
+        """
+        self._unheard = False
         if self._pending.get(job_id, (None, 0))[0] == fencing_token:
             del self._pending[job_id]
         if self._reported.get(job_id) == fencing_token:

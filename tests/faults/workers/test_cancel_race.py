@@ -4,6 +4,7 @@ and a result that arrives after the cancel is discarded."""
 from __future__ import annotations
 
 import random
+import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -11,6 +12,7 @@ import grpc
 import pytest
 from worker_faults_support import (
     STATE,
+    TERMINAL,
     Fleet,
     JobFlow,
     attempts_of,
@@ -19,6 +21,7 @@ from worker_faults_support import (
     small_spec,
     wait_for,
     wait_for_event,
+    wait_for_progress,
     wait_until_finished,
 )
 
@@ -61,20 +64,50 @@ def test_result_arriving_after_the_cancel_is_discarded(
     race_1 = {"job_id": race, "fencing_token": 1}
     assert log_events(worker_a, "attempt_succeeded", **race_1)
     assert not log_events(worker_a, "attempt_cancelled", **race_1)
-    [recorded] = log_events(fleet.scheduler, "attempt_recorded", **race_1)
+    recorded = wait_for_event(fleet.scheduler, "attempt_recorded", **race_1)
     assert (recorded["outcome"], recorded["state"]) == ("result", "cancelled")
+    assert len(log_events(fleet.scheduler, "attempt_recorded", **race_1)) == 1
     summary = [
         (a.attempt, a.worker, a.outcome) for a in attempts_of(fleet.database_url, race)
     ]
     assert summary == [(1, worker_a.name, "cancelled")]
 
-    # Later messages (the cancel that reached A after the heal, heartbeats)
-    # change nothing.
+    # Still so once the link healed and the flow drained.
     row = job_row(fleet.database_url, race)
     assert (row.state, row.has_result) == ("cancelled", False)
     with pytest.raises(grpc.RpcError) as refused:
         gateway.get_result(race)
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_cancel_sent_to_a_frozen_worker_wins_over_the_result_it_resumes_with(
+    fleet: Fleet, gateway: GatewayClient
+) -> None:
+    worker_a = fleet.add_worker("worker-a", faults="attempt.finish@SYN-RACE=sleep(1)")
+    race = gateway.submit(small_spec("SYN-RACE")).id
+    worker_b = fleet.add_worker("worker-b", n_slots=2, wait=False)
+    wait_for_progress(gateway, race)
+
+    with JobFlow(fleet.platform.gateway_address) as flow:
+        # The worker stops while its slot process holds the result; the cancel
+        # waits in the worker's socket and the result in its pipe, and the
+        # resumed worker meets both at once. Resumed within the lease, so
+        # that the worker, not the reaper, settles the race.
+        worker_a.signal(signal.SIGSTOP)
+        try:
+            assert gateway.cancel(race).state == STATE.STATE_CANCELLING
+            time.sleep(1.2)
+        finally:
+            worker_a.signal(signal.SIGCONT)
+        finished = wait_until_finished(gateway, [race], timeout_seconds=30)[race]
+        fleet.wait_connected(worker_b)
+        flow.assert_all_succeeded(gateway)
+
+    assert finished.state == STATE.STATE_CANCELLED, finished
+    row = job_row(fleet.database_url, race)
+    assert (row.state, row.has_result) == ("cancelled", False)
+    [attempt] = attempts_of(fleet.database_url, race)
+    assert (attempt.worker, attempt.outcome) == (worker_a.name, "cancelled")
 
 
 def test_cancel_racing_completion_never_lets_a_cancelled_job_succeed(
@@ -90,24 +123,22 @@ def test_cancel_racing_completion_never_lets_a_cancelled_job_succeed(
         fleet.wait_connected(worker)
     rng = random.Random(20261203)
     ids = [gateway.submit(small_spec("SYN-RACE", i)).id for i in range(16)]
-    # From the slot's start, the result comes out after the hold plus the
-    # engine's time: tens of milliseconds in a warm slot process, a second
-    # or more in the fresh one that replaces a process a cancel killed.
-    delays = {job_id: rng.uniform(0.1, 3.0) for job_id in ids}
+    # From the first progress the scheduler hears of, the result comes out
+    # within the hold plus one heartbeat, and is stored a round trip later.
+    delays = {job_id: rng.uniform(0.0, 1.0) for job_id in ids}
 
-    def started(job_id: int) -> bool:
-        return any(
-            log_events(worker, "attempt_started", job_id=job_id)
-            for worker in fleet.workers
-        )
-
-    def cancel_once_started(job_id: int) -> str:
+    def cancel_once_under_way(job_id: int) -> str:
         with fleet.client() as client:
+
+            def under_way() -> bool:
+                backtest = client.get_status(job_id)
+                return backtest.progress > 0 or backtest.state in TERMINAL
+
             wait_for(
-                lambda: started(job_id),
+                under_way,
                 timeout_seconds=60,
-                what=f"start of job {job_id}",
-                poll_seconds=0.02,
+                what=f"progress of job {job_id}",
+                poll_seconds=0.05,
             )
             time.sleep(delays[job_id])
             try:
@@ -117,7 +148,7 @@ def test_cancel_racing_completion_never_lets_a_cancelled_job_succeed(
 
     with JobFlow(fleet.platform.gateway_address) as flow:
         with ThreadPoolExecutor(max_workers=len(ids)) as pool:
-            answers = dict(zip(ids, pool.map(cancel_once_started, ids), strict=True))
+            answers = dict(zip(ids, pool.map(cancel_once_under_way, ids), strict=True))
         wait_until_finished(gateway, ids, timeout_seconds=60)
         flow.assert_all_succeeded(gateway)
 

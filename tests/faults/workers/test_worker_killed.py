@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import time
 
 import pytest
 from worker_faults_support import (
@@ -11,6 +12,7 @@ from worker_faults_support import (
     JobFlow,
     attempts_of,
     database_now,
+    lease_expiry,
     small_spec,
     wait_for_event,
     wait_until_finished,
@@ -68,3 +70,29 @@ def test_jobs_of_a_killed_worker_run_again_on_another_worker_and_succeed(
         )
         print(f"job {job_id} ran again {rerun_after:.2f} s after the kill")
         assert rerun_after < bound + 2.0
+
+
+def test_dead_workers_job_runs_again_within_the_lease_plus_one_heartbeat(
+    fleet: Fleet, gateway: GatewayClient
+) -> None:
+    worker_a = fleet.add_worker("worker-a", faults="attempt.start@SYN-KILL=sleep(60)")
+    job_id = gateway.submit(small_spec("SYN-KILL")).id
+    worker_b = fleet.add_worker("worker-b", wait=False)
+    wait_for_event(worker_a, "attempt_started", job_id=job_id)
+    fleet.wait_connected(worker_b)
+
+    worker_a.kill_group()
+    # No renewal can come after the kill, so this is when the lease runs
+    # out: at most one lease after the kill. A heartbeat already on the wire
+    # lands within one more heartbeat, so read it after that.
+    time.sleep(2 * fleet.timings.heartbeat_seconds)
+    expires_at = lease_expiry(fleet.database_url, job_id)
+    wait_until_finished(gateway, [job_id], timeout_seconds=60)
+
+    rerun = attempts_of(fleet.database_url, job_id)[1]
+    assert rerun.worker == worker_b.name
+    gap = (rerun.started_at - expires_at).total_seconds()
+    print(f"job ran again {gap:.2f} s after its lease ran out")
+    # Both times come from the database clock; the allowance covers a
+    # scheduler slowed down by a loaded machine.
+    assert gap <= fleet.timings.heartbeat_seconds + 0.5
