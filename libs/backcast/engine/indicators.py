@@ -90,6 +90,11 @@ class IndicatorMemo:
 
     def __init__(self, candles: Candles) -> None:
         self.candles = candles
+        # LIMITATION: every indicator stays until the memo is dropped, 8 bytes
+        # per candle each: a sweep over 200 distinct periods of a million
+        # candles holds 1.6 GB. Sweeps of that size would want the sets
+        # ordered by period and indicators evicted once no later set uses
+        # them.
         self._kept: dict[IndicatorKey, FloatArray] = {}
 
     @property
@@ -159,7 +164,9 @@ class IndicatorMemo:
         values: FloatArray = getattr(self.candles, column)
         return _contiguous(values)
 
-    def _kept_or(self, key: IndicatorKey, compute: Callable[[], FloatArray]) -> FloatArray:
+    def _kept_or(
+        self, key: IndicatorKey, compute: Callable[[], FloatArray]
+    ) -> FloatArray:
         kept = self._kept.get(key)
         if kept is None:
             kept = compute()

@@ -10,10 +10,15 @@ modules that call them own the conventions and document them.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any, cast
 
 import numba
 import numpy as np
 import numpy.typing as npt
+from llvmlite import ir  # type: ignore[import-untyped]  # ships no type hints
+from numba.core import types
+from numba.extending import intrinsic
 
 from backcast.engine.candles import FloatArray, IntArray
 
@@ -23,6 +28,9 @@ Int8Array = npt.NDArray[np.int8]
 # cannot round to more than the cash held.
 SIZING_SHAVE = 1.0 - 2.0**-52
 _DAY_SECONDS = 86_400
+# Candles ahead of the marking that the fill walk fetches opens for: the
+# distance that hides a read from memory, about 40 ns, at about 1 ns a candle.
+_PREFETCH_AHEAD = 64
 
 
 @numba.njit(cache=True)
@@ -131,32 +139,23 @@ def fill_orders(
     commission, slippage = costs
     stop_loss, take_profit = stops
     watch_stops = stop_loss > 0.0 or take_profit > 0.0
+    # The decision that fills at candle t is the one at t - lag.
+    lag = 0 if fill_at_close else 1
     equity = np.empty(n)
     # A fill follows a change of side or stops an entry, and a trade closes
     # an entry, which follows a change: twice the changes bound both.
     # Counting them is a vector pass over a byte per candle; buffers grown
-    # inside the loop would cost more, as every candle then pays the
+    # inside the walk would cost more, as every candle then pays the
     # bookkeeping of arrays that may move.
     capacity = 2 * _count_changes(sides) + 2
     fills = (np.empty(capacity, dtype=np.int64), np.empty((capacity, 2)))
     trades = (np.empty((capacity, 2), dtype=np.int64), np.empty((capacity, 5)))
+    days, day_equity = _day_buffers(times)
     n_fills = 0
     n_trades = 0
     n_held = 0
-    if n == 0:
-        days, day_equity = daily_closes(times, equity)
-        return (
-            equity,
-            (fills[0][:0], fills[1][:0]),
-            (trades[0][:0], trades[1][:0]),
-            (0.0, 0.0, 0),
-            (0.0, 0, 0),
-            (days, day_equity),
-        )
-    days, day_equity = _day_buffers(times)
     n_days = 0
-    day = times[0] // _DAY_SECONDS
-    next_day_at = (day + 1) * _DAY_SECONDS
+    next_day = _day_end(times, 0)
 
     # The account: cash, signed units, and the open position's entry.
     cash = initial_cash
@@ -165,26 +164,33 @@ def fill_orders(
     entry_price = 0.0
     entry_flow = 0.0
     commissions = 0.0
-    wanted_before = 0.0
-    drawdown = _drawdown_start(0.0, 0)
-    before = 0.0
-    before_at = times[0]
-    for t in range(n):
+    side_before = 0
+    # The drawdown walk of `drawdown_statistics`: the running peak, its
+    # index, the lowest close since, the worst fall and the longest
+    # drawdowns so far. The first close always sets the peak.
+    peak = -np.inf
+    peak_index = 0
+    low = 0.0
+    worst = 0.0
+    longest = 0
+    longest_seconds = 0
+    t = 0
+    while t < n:
         filled = False
-        decision = t if fill_at_close else t - 1
-        price = closes[t] if fill_at_close else opens[t]
-        wanted = float(sides[decision]) if 0 <= decision < n - 1 else wanted_before
-        # Only a change of target is an order: an entry skipped for want of
+        decision = t - lag
+        side = sides[decision] if 0 <= decision < n - 1 else side_before
+        # Only a change of side is an order: an entry skipped for want of
         # cash, or ended by a stop, waits for the next change.
-        if wanted != wanted_before:
-            wanted_before = wanted
+        if side != side_before:
+            side_before = side
+            wanted = float(side)
+            price = closes[t] if fill_at_close else opens[t]
             if units != 0.0 and wanted != _side(units):
                 flow, fee, paid = _close_position(units, price, commission, slippage)
                 _record_trade(
                     trades,
                     n_trades,
-                    entry_index,
-                    t,
+                    (entry_index, t),
                     (entry_price, paid),
                     units,
                     entry_flow + flow,
@@ -214,8 +220,8 @@ def fill_orders(
 
         # Stops watch the candle's range from the entry on; a position
         # entered at this close has seen none of it.
-        watched = units != 0.0 and not (fill_at_close and entry_index == t)
-        if watched and watch_stops:
+        watched = units != 0.0 and watch_stops
+        if watched and not (fill_at_close and entry_index == t):
             level = _stop_level(
                 units, entry_price, opens[t], highs[t], lows[t], stop_loss, take_profit
             )
@@ -224,8 +230,7 @@ def fill_orders(
                 _record_trade(
                     trades,
                     n_trades,
-                    entry_index,
-                    t,
+                    (entry_index, t),
                     (entry_price, paid),
                     units,
                     entry_flow + flow,
@@ -235,40 +240,76 @@ def fill_orders(
                 units = 0.0
                 commissions += fee
                 filled = True
+                watched = False
 
         if filled:
             _record_fill(fills, n_fills, t, cash, units)
             n_fills += 1
-        value = cash + units * closes[t]
-        equity[t] = value
-        if units != 0.0:
-            n_held += 1
 
-        # The statistics of the equity, gathered while it is at hand; the
-        # same steps as `drawdown_statistics` and `daily_closes`.
-        at = times[t]
-        if t == 0:
-            drawdown = _drawdown_start(value, at)
-        else:
-            drawdown = _drawdown_step(drawdown, t, value, at, before_at)
-        if at >= next_day_at:
-            days[n_days] = day
-            day_equity[n_days] = before
-            n_days += 1
-            day = at // _DAY_SECONDS
-            next_day_at = (day + 1) * _DAY_SECONDS
-        before = value
-        before_at = at
-    days[n_days] = day
-    day_equity[n_days] = before
-    drawdown = _drawdown_step(drawdown, n, np.inf, 0, before_at)
+        # The account holds still until the next change of side, so the
+        # candles up to it are only marked; with stops watched over a
+        # position, each candle may fill and is walked on its own.
+        end = t + 1
+        if not watched:
+            decision = t + 1 - lag
+            while decision < n - 1 and sides[decision] == side_before:
+                decision += 1
+            end = decision + lag if decision < n - 1 else n
+        if units != 0.0:
+            n_held += end - t
+
+        for u in range(t, end):
+            # The next order reads its open far ahead of the last one; fetched
+            # along the way, it does not stall the walk on memory.
+            _prefetch(opens, u + _PREFETCH_AHEAD)
+            value = cash + units * closes[u]
+            equity[u] = value
+            if value < peak:
+                low = min(low, value)
+            else:
+                # A drawdown is measured once, when it ends: its last close
+                # below the peak is its longest point, its lowest its deepest.
+                if u - 1 > peak_index:
+                    longest = max(longest, u - 1 - peak_index)
+                    lasted = times[u - 1] - times[peak_index]
+                    longest_seconds = max(longest_seconds, lasted)
+                    if peak > 0.0:
+                        worst = max(worst, 1.0 - low / peak)
+                peak = value
+                peak_index = u
+                low = value
+            if u == next_day:
+                days[n_days] = times[u - 1] // _DAY_SECONDS
+                day_equity[n_days] = equity[u - 1]
+                n_days += 1
+                next_day = _day_end(times, u)
+        t = end
+
+    if n == 0:
+        return (
+            equity,
+            (fills[0][:0], fills[1][:0]),
+            (trades[0][:0], trades[1][:0]),
+            (0.0, 0.0, 0),
+            (0.0, 0, 0),
+            (days[:0], day_equity[:0]),
+        )
+    days[n_days] = times[n - 1] // _DAY_SECONDS
+    day_equity[n_days] = equity[n - 1]
+    # A drawdown still open at the end counts.
+    if n - 1 > peak_index:
+        longest = max(longest, n - 1 - peak_index)
+        longest_seconds = max(longest_seconds, times[n - 1] - times[peak_index])
+        if peak > 0.0:
+            worst = max(worst, 1.0 - low / peak)
+    drawdown = worst if equity[0] > 0.0 else 0.0
     open_pnl = entry_flow + units * closes[n - 1] if units != 0.0 else 0.0
     return (
         equity,
         (fills[0][:n_fills], fills[1][:n_fills]),
         (trades[0][:n_trades], trades[1][:n_trades]),
         (commissions, open_pnl, n_held),
-        _drawdown_figures(drawdown, equity[0]),
+        (drawdown, longest, longest_seconds),
         (days[: n_days + 1], day_equity[: n_days + 1]),
     )
 
@@ -298,8 +339,7 @@ def _record_fill(
 def _record_trade(
     trades: tuple[IntArray, FloatArray],
     k: int,
-    entry_index: int,
-    exit_index: int,
+    fill_candles: tuple[int, int],
     prices: tuple[float, float],
     units: float,
     pnl: float,
@@ -307,8 +347,7 @@ def _record_trade(
     """Write closed trade `k`, as `fill_orders` lays the trades out."""
     candles, values = trades
     entry_price, exit_price = prices
-    candles[k, 0] = entry_index
-    candles[k, 1] = exit_index
+    candles[k, 0], candles[k, 1] = fill_candles
     values[k, 0] = entry_price
     values[k, 1] = exit_price
     values[k, 2] = units
@@ -421,52 +460,30 @@ def drawdown_statistics(times: IntArray, equity: FloatArray) -> tuple[float, int
     n = equity.size
     if n == 0:
         return 0.0, 0, 0
-    state = _drawdown_start(equity[0], times[0])
-    for t in range(1, n):
-        state = _drawdown_step(state, t, equity[t], times[t], times[t - 1])
-    state = _drawdown_step(state, n, np.inf, 0, times[n - 1])
-    return _drawdown_figures(state, equity[0])
-
-
-# The walk through the drawdowns: the peak, its index and time, the lowest
-# close since, the worst fall so far, and the longest drawdown in closes and
-# in seconds. Scalars only: an array handed to a helper on every candle
-# costs two reference-count updates per call.
-_DrawdownState = tuple[float, int, int, float, float, int, int]
-
-
-@numba.njit(cache=True)
-def _drawdown_start(first: float, first_at: int) -> _DrawdownState:
-    return first, 0, first_at, first, 0.0, 0, 0
-
-
-@numba.njit(cache=True)
-def _drawdown_step(
-    state: _DrawdownState, t: int, value: float, at: int, before_at: int
-) -> _DrawdownState:
-    """The state after close `t` at time `at`, the close before it at `before_at`.
-
-    A `value` of `np.inf` after the last close ends the walk.
-    """
-    peak, peak_index, peak_at, low, worst, longest, longest_seconds = state
     # Each drawdown is measured once, when it ends: its last close below the
     # peak is its longest point and its lowest close its deepest.
-    if value < peak:
-        if value < low:
-            low = value
-        return peak, peak_index, peak_at, low, worst, longest, longest_seconds
-    if t - 1 > peak_index:
-        longest = max(longest, t - 1 - peak_index)
-        longest_seconds = max(longest_seconds, before_at - peak_at)
-        if peak > 0.0:
-            worst = max(worst, 1.0 - low / peak)
-    return value, t, at, value, worst, longest, longest_seconds
-
-
-@numba.njit(cache=True)
-def _drawdown_figures(state: _DrawdownState, first: float) -> tuple[float, int, int]:
-    worst, longest, longest_seconds = state[4:]
-    return (worst if first > 0.0 else 0.0), longest, longest_seconds
+    peak = equity[0]
+    peak_index = 0
+    low = peak
+    worst = 0.0
+    longest = 0
+    longest_seconds = 0
+    for t in range(1, n + 1):
+        value = equity[t] if t < n else np.inf
+        if value < peak:
+            if value < low:
+                low = value
+            continue
+        if t - 1 > peak_index:
+            longest = max(longest, t - 1 - peak_index)
+            longest_seconds = max(longest_seconds, times[t - 1] - times[peak_index])
+            if peak > 0.0:
+                worst = max(worst, 1.0 - low / peak)
+        peak = value
+        peak_index = t
+        low = value
+    drawdown = worst if equity[0] > 0.0 else 0.0
+    return drawdown, longest, longest_seconds
 
 
 @numba.njit(cache=True)
@@ -481,25 +498,68 @@ def daily_closes(times: IntArray, equity: FloatArray) -> tuple[IntArray, FloatAr
     n = times.size
     if n == 0:
         return np.empty(0, dtype=np.int64), np.empty(0)
-    days, closes = _day_buffers(times)
+    span = (times[n - 1] - times[0]) // 86_400 + 2
+    capacity = min(n, span)
+    days = np.empty(capacity, dtype=np.int64)
+    closes = np.empty(capacity)
     k = 0
-    day = times[0] // _DAY_SECONDS
-    next_day_at = (day + 1) * _DAY_SECONDS
+    day = times[0] // 86_400
+    next_day_at = (day + 1) * 86_400
     for t in range(1, n):
         if times[t] >= next_day_at:
             days[k] = day
             closes[k] = equity[t - 1]
             k += 1
-            day = times[t] // _DAY_SECONDS
-            next_day_at = (day + 1) * _DAY_SECONDS
+            day = times[t] // 86_400
+            next_day_at = (day + 1) * 86_400
     days[k] = day
     closes[k] = equity[n - 1]
     return days[: k + 1], closes[: k + 1]
 
 
 @numba.njit(cache=True)
+def _day_end(times: IntArray, t: int) -> int:
+    """Index of the first candle on a later UTC day than candle `t`, else n."""
+    if t >= times.size:
+        return times.size
+    next_day_at = (times[t] // _DAY_SECONDS + 1) * _DAY_SECONDS
+    return t + int(np.searchsorted(times[t:], next_day_at))
+
+
+@numba.njit(cache=True)
 def _day_buffers(times: IntArray) -> tuple[IntArray, FloatArray]:
-    """Room for the days of `times` (not empty): at most one per candle."""
-    span = (times[-1] - times[0]) // _DAY_SECONDS + 2
-    capacity = min(times.size, span)
+    """Room for the UTC days of `times`: one per candle at most."""
+    n = times.size
+    capacity = min(n, (times[-1] - times[0]) // _DAY_SECONDS + 2) if n else 0
     return np.empty(capacity, dtype=np.int64), np.empty(capacity)
+
+
+@intrinsic
+def _prefetch_intrinsic(typingctx: Any, values: Any, index: Any) -> Any:
+    signature = types.void(values, index)
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        array = context.make_array(sig.args[0])(context, builder, args[0])
+        address = builder.bitcast(builder.gep(array.data, [args[1]]), _BYTE_POINTER)
+        hint = builder.module.declare_intrinsic(
+            "llvm.prefetch", [_BYTE_POINTER], _PREFETCH_TYPE
+        )
+        # Arguments: a read (0), kept in every cache level (3), of data (1).
+        builder.call(hint, [address, _INT32(0), _INT32(3), _INT32(1)])
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
+_INT32 = ir.IntType(32)
+_BYTE_POINTER = ir.IntType(8).as_pointer()
+_PREFETCH_TYPE = ir.FunctionType(ir.VoidType(), [_BYTE_POINTER, _INT32, _INT32, _INT32])
+
+# Hint the CPU to fetch `values[index]` into its caches; nothing else happens.
+# The fill walk reads an open only at an order, dozens of candles after the
+# last one it read; the hardware does not fetch such sparse reads ahead, and
+# on a million candles their misses cost more than the marking itself (2.5
+# of 5.5 ms before this hint). A prefetch never faults, so an index past the
+# end is harmless. numba hands the intrinsic its typing context; compiled
+# code calls it with the array and the index.
+_prefetch = cast(Callable[[FloatArray, int], None], _prefetch_intrinsic)

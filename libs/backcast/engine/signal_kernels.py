@@ -1,4 +1,4 @@
-"""Compiled loops behind the strategies: Wilder's RSI, rolling bands, channels.
+"""Compiled loops behind the strategies: crossovers, RSI, bands, channels.
 
 Like `backcast.engine.kernels`, each is one pass compiled by numba and cached
 on disk; `backcast.engine.strategies` owns the rules built on them.

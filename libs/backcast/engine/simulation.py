@@ -156,6 +156,10 @@ def simulate(
 ) -> Simulation:
     """Fill the changes of `target` under the execution model of this module.
 
+    `target` holds the sides a strategy wants (int8: +1, 0, -1, as
+    `Signals.target`) or any floats, of which only the sign counts (NaN is
+    flat).
+
     The keyword options depart from the default model as the module
     docstring describes; `stop_loss` and `take_profit` are fractions of the
     entry price, 0.0 for none.

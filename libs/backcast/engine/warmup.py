@@ -41,9 +41,11 @@ def warm_kernels() -> None:
             (0.0, 0.0),
             1.0,
         )
+        # A simulation rebuilt from stored fills measures its equity here.
         for values in (equity, _read_only(equity)):
-            kernels.drawdown_statistics(stamps, values)
-            kernels.daily_closes(stamps, values)
+            for any_times in (times, _read_only_times(times)):
+                kernels.drawdown_statistics(any_times, values)
+                kernels.daily_closes(any_times, values)
         _warm_signal_kernels(prices)
 
 
