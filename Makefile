@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 TOOLS := .tools
 BUF := $(TOOLS)/node_modules/.bin/buf
 
-.PHONY: demo up test lint protos bench-engine soak clean
+.PHONY: demo up test lint protos bench bench-engine soak clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ up: $(STAMP)
 ## Run every test (real PostgreSQL: BACKCAST_TEST_DATABASE_URL, or embedded).
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+## Measure the platform end to end (drain, submit, latency, fairness,
+## history, the seed workload) beside raw SQL baselines; prints a table and
+## writes benchmarks/results/bench-<time>.json. See docs/benchmarks.md.
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench.py
 
 ## Time the engine on a million synthetic candles beside a numpy baseline,
 ## then loading a year of minute candles from PostgreSQL, cold and cached.

@@ -16,11 +16,11 @@ all). --quick shrinks every size for a look in seconds rather than minutes.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import tempfile
 import time
 import traceback
-import importlib
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -47,13 +47,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--runs", type=int, default=3, help="runs per figure (default 3)"
     )
+    parser.add_argument(
+        "--size",
+        type=int,
+        help="main size of each benchmark named (jobs, calls or samples)",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument(
         "--log-level", default="INFO", help="services' log level (default INFO)"
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="profile each service with cProfile into DIR (slows them down)",
+    )
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
+    if args.size is not None and args.size < 10:
+        parser.error("--size must be at least 10")
     unknown = [name for name in args.benchmarks if name not in BENCHMARKS]
     if unknown:
         parser.error(f"unknown benchmark {unknown[0]!r}; use {', '.join(BENCHMARKS)}")
@@ -76,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
             runs=args.runs,
             quick=args.quick,
             log_level=args.log_level.upper(),
+            profile_dir=args.profile,
+            size=args.size,
         )
         for name in names:
             print(f"{name}: running", file=sys.stderr, flush=True)
@@ -93,7 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     print(text_table(figures))
     for name, error in errors.items():
         print(f"{name}: FAILED: {error}")
-    settings = {"benchmarks": names, "quick": args.quick, "runs": args.runs}
+    settings = {
+        "benchmarks": names,
+        "quick": args.quick,
+        "runs": args.runs,
+        "size": args.size,
+    }
     path = write_json(
         args.out,
         started_at=started_at,

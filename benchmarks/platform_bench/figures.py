@@ -22,7 +22,7 @@ class Target:
         return figure >= self.value if self.at_least else figure <= self.value
 
     def text(self) -> str:
-        return f"{'>=' if self.at_least else '<='} {_number(self.value)}"
+        return f"{'>=' if self.at_least else '<='} {self.value:,g}"
 
 
 def at_least(value: float) -> Target:

@@ -44,9 +44,21 @@ class BenchContext:
     quick: bool
     n_cores: int = field(default_factory=lambda: os.cpu_count() or 1)
     log_level: str = "INFO"
+    # Where services write cProfile statistics; None profiles nothing.
+    profile_dir: Path | None = None
+    # Overrides each benchmark's main size (jobs, calls, samples); None
+    # keeps the full or quick size.
+    size: int | None = None
 
-    def runs_for(self, default_runs: int | None = None) -> int:
-        return self.runs if default_runs is None else min(self.runs, default_runs)
+    def size_of(self, full: int, quick: int) -> int:
+        """The benchmark's main size in this run."""
+        if self.size is not None:
+            return self.size
+        return quick if self.quick else full
+
+    def runs_for(self, most: int) -> int:
+        """Runs for a benchmark too slow to repeat more than `most` times."""
+        return min(self.runs, most)
 
 
 def server_url_from_env() -> str:
@@ -92,6 +104,9 @@ def running_platform(
     name: str = "platform",
 ) -> Iterator[Platform]:
     """Gateway, scheduler and workers as processes on `database_url`."""
+    env = {**PLATFORM_ENV, **(extra_env or {})}
+    if ctx.profile_dir is not None:
+        env.update(profiling_env(ctx.profile_dir))
     options = PlatformOptions(
         n_workers=n_workers,
         slots_per_worker=slots_per_worker,
@@ -101,7 +116,7 @@ def running_platform(
         log_dir=ctx.log_dir / f"{name}-{secrets.token_hex(3)}",
         database_url=database_url,
         log_level=ctx.log_level,
-        extra_env={**PLATFORM_ENV, **(extra_env or {})},
+        extra_env=env,
         worker_id_prefix=f"{name}-worker",
         start_timeout_seconds=120.0,
     )
@@ -111,6 +126,18 @@ def running_platform(
         yield platform
     finally:
         platform.stop()
+
+
+def profiling_env(profile_dir: Path) -> dict[str, str]:
+    """Environment that makes each service profile itself into `profile_dir`
+    (see profiling/sitecustomize.py)."""
+    profile_dir.mkdir(parents=True, exist_ok=True)
+    hook_dir = Path(__file__).parent / "profiling"
+    path = os.pathsep.join(filter(None, [str(hook_dir), os.environ.get("PYTHONPATH")]))
+    return {
+        "PYTHONPATH": path,
+        "BACKCAST_BENCH_PROFILE_DIR": str(profile_dir.resolve()),
+    }
 
 
 def connect(url: str) -> psycopg.Connection[tuple[Any, ...]]:
@@ -255,10 +282,16 @@ class CpuMeter:
         return {name: end[name] - self._start.get(name, 0.0) for name in end}
 
     def read(self) -> dict[str, float]:
-        seconds = {
-            service.name: session_cpu_seconds(service.pid)
-            for service in self.platform.services
-        }
+        seconds = {}
+        for service in self.platform.services:
+            total = session_cpu_seconds(service.pid)
+            if service.module == "backcast.compute":
+                # The worker's own process apart from its slot processes.
+                main = process_cpu_seconds(service.pid)
+                seconds[service.name] = main
+                seconds[f"{service.name} slots"] = total - main
+            else:
+                seconds[service.name] = total
         seconds["postgres"] = sum(
             process_cpu_seconds(pid) for pid in backend_pids(self.database_url)
         )
@@ -295,6 +328,25 @@ def session_cpu_seconds(session_id: int) -> float:
         if int(fields[3]) == session_id:
             total += process_cpu_seconds(int(entry.name), with_children=True)
     return total
+
+
+def database_counters(database_url: str) -> dict[str, int]:
+    """Cumulative counters of the database: transactions committed, and
+    sequential scans of `jobs` with the rows they read (pg_stat_database,
+    pg_stat_user_tables)."""
+    with connect(database_url) as conn:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        row = conn.execute(
+            "SELECT d.xact_commit, t.seq_scan, t.seq_tup_read "
+            "FROM pg_stat_database AS d, pg_stat_user_tables AS t "
+            "WHERE d.datname = current_database() AND t.relname = 'jobs'"
+        ).fetchone()
+    assert row is not None
+    return {
+        "transactions": int(row[0]),
+        "jobs_seq_scans": int(row[1]),
+        "jobs_seq_rows_read": int(row[2]),
+    }
 
 
 def backend_pids(database_url: str) -> list[int]:

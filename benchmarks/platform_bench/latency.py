@@ -16,7 +16,6 @@ import psycopg
 
 from backcast.cli.client import GatewayClient
 from backcast.rpc.translate import spec_to_proto
-
 from platform_bench import baselines
 from platform_bench.figures import Figure, Outcome, at_most, percentile
 from platform_bench.harness import (
@@ -46,11 +45,23 @@ WHERE j.id = %s AND j.state = 'succeeded'
 
 
 def run(ctx: BenchContext) -> Outcome:
-    n_samples = QUICK_SAMPLES if ctx.quick else FULL_SAMPLES
+    n_samples = ctx.size_of(FULL_SAMPLES, QUICK_SAMPLES)
     raw = "raw LISTEN/NOTIFY round trip"
     figures = [
-        Figure(NAME, "submit to RUNNING p50", "ms", baseline=raw, target=at_most(TARGET_P50_MS)),
-        Figure(NAME, "submit to RUNNING p99", "ms", baseline=raw, target=at_most(TARGET_P99_MS)),
+        Figure(
+            NAME,
+            "submit to RUNNING p50",
+            "ms",
+            baseline=raw,
+            target=at_most(TARGET_P50_MS),
+        ),
+        Figure(
+            NAME,
+            "submit to RUNNING p99",
+            "ms",
+            baseline=raw,
+            target=at_most(TARGET_P99_MS),
+        ),
         Figure(NAME, "submit to SUCCEEDED p50", "ms", baseline=raw),
         Figure(NAME, "submit to SUCCEEDED p99", "ms", baseline=raw),
     ]
@@ -69,9 +80,7 @@ def run(ctx: BenchContext) -> Outcome:
                     ):
                         fraction = 0.5 if "p50" in figure.name else 0.99
                         figure.runs.append(1000 * percentile(samples, fraction))
-                        figure.baseline_runs.append(
-                            1000 * percentile(notify, fraction)
-                        )
+                        figure.baseline_runs.append(1000 * percentile(notify, fraction))
     return Outcome(figures, {"n_samples": n_samples, "slots": ctx.n_cores})
 
 

@@ -17,7 +17,6 @@ from backcast.rpc.server import CLIENT_OPTIONS
 from backcast.rpc.translate import spec_to_proto
 from backcast.v1 import backtest_service_pb2 as api
 from backcast.v1 import backtest_service_pb2_grpc as api_grpc
-
 from platform_bench.harness import tiny_spec
 
 CALL_TIMEOUT_SECONDS = 60.0

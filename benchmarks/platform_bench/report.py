@@ -19,7 +19,7 @@ HEADER = ("benchmark", "figure", "median", "baseline", "target", "met?")
 
 
 def table_rows(figures: Sequence[Figure]) -> list[tuple[str, ...]]:
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for figure in figures:
         unit = f" {figure.unit}" if figure.unit else ""
         met = {True: "yes", False: "NO", None: "-"}[figure.met]

@@ -16,9 +16,9 @@ from platform_bench.harness import (
 from platform_bench.load import LoadPlan, run_clients
 
 NAME = "submit"
-FULL_CALLS = 20_000
+FULL_CALLS = 10_000
 QUICK_CALLS = 1_000
-FULL_BULK = 100_000
+FULL_BULK = 50_000
 QUICK_BULK = 5_000
 BULK_BATCH = 1_000
 N_CLIENT_PROCESSES = 2
@@ -34,8 +34,9 @@ TARGET_BULK_PER_SECOND = 50_000.0
 
 
 def run(ctx: BenchContext) -> Outcome:
-    n_calls = QUICK_CALLS if ctx.quick else FULL_CALLS
-    n_bulk = QUICK_BULK if ctx.quick else FULL_BULK
+    n_calls = ctx.size_of(FULL_CALLS, QUICK_CALLS)
+    # At least one full batch from each client process.
+    n_bulk = max(ctx.size_of(FULL_BULK, QUICK_BULK), BULK_BATCH * N_CLIENT_PROCESSES)
     n_clients = N_CLIENT_PROCESSES * CONCURRENCY
     single = Figure(
         NAME,
