@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
 
 from compute_support import (
     LONG_BACKTEST_CANDLES,
@@ -12,12 +14,14 @@ from compute_support import (
     wait_for_job,
     wait_for_state,
     wait_until,
+    worker_config,
 )
 
 from backcast.compute.worker import Worker
 from backcast.errors import JobAlreadyFinished
 from backcast.jobqueue.jobs import JobState
 from backcast.jobqueue.store import JobStore
+from backcast.scheduler.server import Scheduler
 
 
 async def test_worker_runs_a_backtest_to_success(
@@ -91,3 +95,44 @@ async def test_progress_is_reported_while_running(
     with contextlib.suppress(JobAlreadyFinished):
         await store.cancel(OWNER, job_id)
     await wait_for_job(store, job_id, lambda job: job.state.is_terminal)
+
+
+async def test_busy_worker_leaves_the_next_job_in_the_queue_for_any_worker(
+    store: JobStore, worker: Worker
+) -> None:
+    long_id = await submit(store, crossover_spec(LONG_BACKTEST_CANDLES))
+    [slot] = worker.slots.slots
+    await wait_until(lambda: slot.busy)
+
+    next_id = await submit(store, crossover_spec(20_000))
+    # Several heartbeats: each says the worker has no room.
+    await asyncio.sleep(1.0)
+
+    assert (await store.get(OWNER, next_id)).state is JobState.QUEUED
+    await store.cancel(OWNER, long_id)
+    job = await wait_for_state(store, next_id, JobState.SUCCEEDED)
+    assert job.attempt == 1
+
+
+async def test_prefetched_attempt_waits_for_the_busy_slot_then_runs(
+    store: JobStore, scheduler: Scheduler
+) -> None:
+    config = dataclasses.replace(worker_config(scheduler.port), prefetch=1)
+    worker = Worker(config)
+    await worker.start()
+    try:
+        long_id = await submit(store, crossover_spec(LONG_BACKTEST_CANDLES))
+        [slot] = worker.slots.slots
+        await wait_until(lambda: slot.busy)
+
+        next_id = await submit(store, crossover_spec(20_000))
+        # Leased to the worker while its only slot is still busy.
+        await wait_for_state(store, next_id, JobState.RUNNING)
+        assert slot.busy
+        assert (await store.get(OWNER, long_id)).state is JobState.RUNNING
+
+        await store.cancel(OWNER, long_id)
+        job = await wait_for_state(store, next_id, JobState.SUCCEEDED)
+        assert job.attempt == 1
+    finally:
+        await worker.stop()
