@@ -14,13 +14,10 @@ import binascii
 import hashlib
 import hmac
 import struct
-from collections.abc import Iterable, Sequence
-from typing import TypeVar
+from collections.abc import Iterable
 
 from backcast.errors import InvalidArgument
 from backcast.jobqueue.jobs import JobState
-
-T = TypeVar("T")
 
 PAGE_TOKEN_FIELD = "page_token"
 _VERSION = 1
@@ -81,13 +78,6 @@ class PageTokens:
 
     def _sign(self, body: bytes) -> bytes:
         return hmac.new(self._key, body, hashlib.sha256).digest()[:_MAC_BYTES]
-
-
-def page_of(items: Sequence[T], offset: int, size: int) -> tuple[Sequence[T], int]:
-    """Items [offset, offset + size) and the next offset (0 after the last)."""
-    page = items[offset : offset + size]
-    end = offset + len(page)
-    return page, end if end < len(items) else 0
 
 
 def _digest(query: str) -> bytes:

@@ -8,7 +8,6 @@ from typing import Any, TypeAlias
 
 import grpc
 
-from backcast.engine.results import BacktestResult
 from backcast.errors import FieldViolation, InvalidArgument
 from backcast.gateway import validation
 from backcast.gateway.candles import CandleStorage, receive_upload
@@ -17,13 +16,13 @@ from backcast.gateway.owners import owner_from_metadata
 from backcast.gateway.pagination import (
     PageTokens,
     backtests_query,
-    page_of,
     trades_query,
 )
 from backcast.gateway.submissions import new_job_from_proto, new_jobs_from_proto
 from backcast.gateway.validation import BACKTESTS_PAGE, TRADES_PAGE
 from backcast.gateway.watch import JobEvents, watch_job
 from backcast.jobqueue.jobs import JobState
+from backcast.jobqueue.results import result_of_page
 from backcast.jobqueue.store import JobStore
 from backcast.rpc import translate
 from backcast.telemetry import EVENT, JOB_ID, OWNER
@@ -118,19 +117,20 @@ class BacktestServicer(backtest_service_pb2_grpc.BacktestServiceServicer):
             )
         validation.raise_if_any(violations)
 
-        # LIMITATION: every page reads the whole stored result and slices the
-        # trades here, so a result with very many trades costs a full read per
-        # page. Resolve by storing trades in chunks and reading only the page.
-        job, result = await self._store.get_result(owner, request.backtest_id)
         size = validation.resolved_page_size(request.page_size, TRADES_PAGE)
-        trades, next_offset = page_of(result["trades"], offset or 0, size)
-        page = BacktestResult.from_dict({**result, "trades": trades})
-        next_token = self._tokens.encode(next_offset, query) if next_offset else ""
+        first = offset or 0
+        job, page = await self._store.get_result(
+            owner, request.backtest_id, first_trade=first, max_trades=size
+        )
+        result = result_of_page(page)
+        after = first + len(result.trades)
+        more = after < page.total_trades
+        next_token = self._tokens.encode(after, query) if more else ""
         return api.GetResultResponse(
             backtest_id=job.id,
-            result=translate.result_to_proto(page),
+            result=translate.result_to_proto(result),
             next_page_token=next_token,
-            total_trades=len(result["trades"]),
+            total_trades=page.total_trades,
         )
 
     async def GetEquityCurve(

@@ -52,8 +52,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--prefetch",
-        help="attempts held waiting for a slot "
-        "(BACKCAST_WORKER_PREFETCH, none)",
+        help="attempts held waiting for a slot (BACKCAST_WORKER_PREFETCH, none)",
     )
     parser.add_argument(
         "--worker-id", help="unique worker name (BACKCAST_WORKER_ID, hostname-pid)"

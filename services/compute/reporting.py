@@ -11,7 +11,6 @@ import grpc
 
 from backcast.compute.backoff import Backoff
 from backcast.compute.slots import Failed, Succeeded
-from backcast.engine.results import BacktestResult
 from backcast.rpc.translate import result_to_proto
 from backcast.telemetry import ATTEMPT, EVENT, FENCING_TOKEN, JOB_ID, WORKER
 from backcast.v1 import scheduler_service_pb2 as pb
@@ -122,7 +121,7 @@ class Reporter:
         )
         if isinstance(report, Succeeded):
             try:
-                result = result_to_proto(BacktestResult.from_dict(report.result))
+                result = result_to_proto(report.result, trade_columns=True)
             except (KeyError, TypeError, ValueError, OverflowError):
                 logger.error(
                     "backtest result could not be encoded",

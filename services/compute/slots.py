@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import dataclasses
 import importlib
 import logging
 import multiprocessing
@@ -20,6 +21,7 @@ from typing import Any
 
 from backcast import telemetry
 from backcast.compute.faults import Fault, FaultPlan
+from backcast.engine.results import BacktestResult
 from backcast.engine.spec import BacktestSpec
 from backcast.errors import BacktestFailed
 from backcast.telemetry import EVENT, SLOT
@@ -38,9 +40,9 @@ _PR_SET_PDEATHSIG = 1
 
 @dataclass(frozen=True)
 class Succeeded:
-    """The backtest produced a result (`BacktestResult.to_dict()` form)."""
+    """The backtest produced a result."""
 
-    result: dict[str, Any]
+    result: BacktestResult
 
 
 @dataclass(frozen=True)
@@ -334,7 +336,10 @@ def _run_attempt(
         faults.strike("attempt.start", backtest.instrument)
         result = run(backtest, progress=report_progress)
         faults.strike("attempt.finish", backtest.instrument)
-        return ("result", result.to_dict())
+        # Pickled whole, its columns as array buffers; the definitions are a
+        # read-only mapping, which pickle refuses, so they go as a dict.
+        definitions = dict(result.metric_definitions)
+        return ("result", dataclasses.replace(result, metric_definitions=definitions))
     except BacktestFailed as exc:
         return ("failed", exc.message, exc.retryable)
     except MemoryError:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable
-from typing import Any
 
 from backcast.errors import LeaseLost
-from backcast.jobqueue.jobs import JobState
+from backcast.jobqueue.jobs import JobState, StoredResult
 from backcast.jobqueue.store import JobStore
 from backcast.scheduler.backoff import retry_delay_seconds
 from backcast.scheduler.dispatcher import Dispatcher
@@ -32,7 +31,7 @@ class Completions:
         self._dispatcher = dispatcher
 
     async def record_result(
-        self, job_id: int, fencing_token: int, worker: str, result: dict[str, Any]
+        self, job_id: int, fencing_token: int, worker: str, result: StoredResult
     ) -> JobState:
         stored = self._store.complete(job_id, fencing_token, result)
         return await self._record(job_id, fencing_token, worker, "result", stored)

@@ -12,6 +12,7 @@ import grpc
 from backcast.engine.spec import BacktestSpec
 from backcast.errors import InvalidArgument, Unavailable
 from backcast.jobqueue.jobs import HeldLease, Lease
+from backcast.jobqueue.results import stored_result
 from backcast.rpc.translate import result_from_proto, spec_to_proto
 from backcast.scheduler.completions import Completions
 from backcast.scheduler.config import SchedulerConfig
@@ -146,7 +147,7 @@ class SchedulerServicer(scheduler_service_pb2_grpc.SchedulerServiceServicer):
         job_id, token, worker = request.job_id, request.fencing_token, request.worker_id
         outcome = request.WhichOneof("outcome")
         if outcome == "result":
-            result = result_from_proto(request.result).to_dict()
+            result = stored_result(result_from_proto(request.result))
             await self._completions.record_result(job_id, token, worker, result)
         elif outcome == "failure":
             await self._completions.record_failure(

@@ -7,10 +7,12 @@ import secrets
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import numpy as np
 import psycopg
 import pytest
 from psycopg import sql
 
+from backcast.engine.results import TRADE_RECORD_BYTES, TradeTable
 from backcast.errors import (
     DatabaseUnavailable,
     JobAlreadyFinished,
@@ -19,7 +21,8 @@ from backcast.errors import (
     RequestIdReused,
     ResultNotReady,
 )
-from backcast.jobqueue import HeldLease, JobState
+from backcast.jobqueue import HeldLease, Job, JobState
+from backcast.jobqueue.jobs import ResultPage, StoredResult
 from backcast.jobqueue.store import (
     JOB_CANCELS_CHANNEL,
     JOB_EVENTS_CHANNEL,
@@ -36,12 +39,35 @@ SPEC: dict[str, Any] = {
 }
 
 
-def result_of(total_return: float) -> dict[str, Any]:
-    return {
-        "metrics": {"total_return": total_return, "n_trades": 1},
-        "trades": [{"entry_at": "2024-01-01T00:00:00+00:00", "pnl": 1.5}],
-        "equity_curve": [["2024-01-01T00:00:00+00:00", 10000.0]],
-    }
+def trade_records(n: int) -> bytes:
+    """`n` distinct trades, an hour apart, in stored form."""
+    hours = 3600 * np.arange(n, dtype=np.int64)
+    values = (1.0 + np.arange(n, dtype=np.float64) for _ in range(5))
+    return TradeTable(1_704_067_200 + hours, 1_704_070_800 + hours, *values).to_bytes()
+
+
+def result_of(total_return: float, n_trades: int = 1) -> StoredResult:
+    return StoredResult(
+        metrics={"total_return": total_return, "n_trades": n_trades},
+        trade_records=trade_records(n_trades),
+        equity_curve=[["2024-01-01T00:00:00+00:00", 10000.0]],
+    )
+
+
+def whole(result: StoredResult) -> ResultPage:
+    """What `get_result` returns for every trade of `result`."""
+    return ResultPage(
+        metrics=result.metrics,
+        trade_records=result.trade_records,
+        total_trades=len(result.trade_records) // TRADE_RECORD_BYTES,
+        equity_curve=result.equity_curve,
+    )
+
+
+async def read_result(
+    store: JobStore, job_id: int, owner: str = "alice"
+) -> tuple[Job, ResultPage]:
+    return await store.get_result(owner, job_id, first_trade=0, max_trades=1_000)
 
 
 async def submit(store: JobStore, owner: str = "alice", **kwargs: Any) -> int:
@@ -150,7 +176,7 @@ async def test_another_owners_job_is_not_found(store: JobStore) -> None:
     with pytest.raises(JobNotFound):
         await store.get("mallory", job_id)
     with pytest.raises(JobNotFound):
-        await store.get_result("mallory", job_id)
+        await read_result(store, job_id, "mallory")
     with pytest.raises(JobNotFound):
         await store.cancel("mallory", job_id)
     assert await store.list_jobs("mallory", states=[], limit=10, before_id=None) == []
@@ -217,7 +243,7 @@ async def test_succeeded_job_carries_only_its_metrics_as_summary(
     job = await store.get("alice", job_id)
     [listed] = await store.list_jobs("alice", states=[], limit=10, before_id=None)
 
-    assert job.summary == result_of(0.25)["metrics"]
+    assert job.summary == result_of(0.25).metrics
     assert listed.summary == job.summary
     assert (job.progress, job.finished_at is not None) == (1.0, True)
 
@@ -227,17 +253,39 @@ async def test_get_result_returns_the_stored_result(store: JobStore) -> None:
     [lease] = await store.claim("w1", 1, lease_seconds=30)
     await store.complete(job_id, lease.fencing_token, result_of(0.5))
 
-    job, result = await store.get_result("alice", job_id)
+    job, result = await read_result(store, job_id)
 
     assert job.state is JobState.SUCCEEDED
-    assert result == result_of(0.5)
+    assert result == whole(result_of(0.5))
+
+
+async def test_get_result_reads_one_page_of_the_trades(store: JobStore) -> None:
+    job_id = await submit(store)
+    [lease] = await store.claim("w1", 1, lease_seconds=30)
+    stored = result_of(0.5, n_trades=25)
+    await store.complete(job_id, lease.fencing_token, stored)
+
+    _, middle = await store.get_result("alice", job_id, first_trade=10, max_trades=10)
+    _, last = await store.get_result("alice", job_id, first_trade=20, max_trades=10)
+    _, beyond = await store.get_result("alice", job_id, first_trade=30, max_trades=10)
+
+    assert middle.total_trades == last.total_trades == beyond.total_trades == 25
+    records = stored.trade_records
+    assert (
+        middle.trade_records
+        == records[10 * TRADE_RECORD_BYTES : 20 * TRADE_RECORD_BYTES]
+    )
+    assert last.trade_records == records[20 * TRADE_RECORD_BYTES :]
+    assert beyond.trade_records == b""
+    assert middle.metrics == stored.metrics
+    assert middle.equity_curve == stored.equity_curve
 
 
 async def test_result_of_an_unfinished_job_is_not_ready(store: JobStore) -> None:
     job_id = await submit(store)
 
     with pytest.raises(ResultNotReady) as raised:
-        await store.get_result("alice", job_id)
+        await read_result(store, job_id)
 
     assert raised.value.state == "QUEUED"
 
@@ -274,7 +322,7 @@ async def test_cancel_of_a_running_job_waits_and_a_late_result_is_discarded(
         None,
     )
     with pytest.raises(ResultNotReady):
-        await store.get_result("alice", job_id)
+        await read_result(store, job_id)
 
 
 async def test_worker_acknowledging_a_cancel_ends_the_job_cancelled(
@@ -368,8 +416,8 @@ async def test_complete_repeated_returns_the_final_state_and_keeps_one_result(
     repeated = await store.complete(job_id, lease.fencing_token, result_of(0.9))
 
     assert first is repeated is JobState.SUCCEEDED
-    _, result = await store.get_result("alice", job_id)
-    assert result == result_of(0.1)
+    _, result = await read_result(store, job_id)
+    assert result == whole(result_of(0.1))
 
 
 async def test_retryable_failure_requeues_the_job_after_the_delay(
@@ -543,6 +591,16 @@ async def test_store_recovers_when_the_server_closes_its_connections(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
         "WHERE datname = current_database() AND pid <> pg_backend_pid()"
     )
+    # pg_terminate_backend only signals: wait until the sessions are gone,
+    # and with them the store's pooled connections.
+    for _ in range(200):
+        cursor = await db_connection.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        if (await cursor.fetchone()) == (0,):
+            break
+        await asyncio.sleep(0.01)
 
     assert (await store.get("alice", job_id)).id == job_id
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import psycopg
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from psycopg.types.json import Jsonb
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
 from backcast.db import alembic_config, migrate, sqlalchemy_url
 from backcast.db.models import Base
+from backcast.engine.results import TradeTable
 
 
 def test_models_match_the_migrated_schema(database_url: str) -> None:
@@ -65,3 +68,65 @@ def test_sqlalchemy_url_names_the_psycopg_driver(url: str, expected: str) -> Non
 def test_sqlalchemy_url_refuses_other_databases() -> None:
     with pytest.raises(ValueError, match="not a postgresql"):
         sqlalchemy_url("mysql://u:secret@h/db")
+
+
+_OLD_TRADES = [
+    {
+        "entry_at": "2024-01-01T00:00:00+00:00",
+        "exit_at": "2024-01-01T05:00:00+00:00",
+        "entry_price": 10.0,
+        "exit_price": 11.5,
+        "units": -3.0,
+        "pnl": -4.5,
+        "return_fraction": -0.15,
+    },
+    {
+        "entry_at": "2024-01-02T00:00:00+00:00",
+        "exit_at": "2024-01-03T00:00:00+00:00",
+        "entry_price": 12.0,
+        "exit_price": 13.0,
+        "units": 2.0,
+        "pnl": 2.0,
+        "return_fraction": 1 / 12,
+    },
+]
+
+
+def _migrate_to(url: str, revision: str, *, down: bool = False) -> None:
+    engine = create_engine(sqlalchemy_url(url), poolclass=NullPool)
+    config = alembic_config()
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            step = command.downgrade if down else command.upgrade
+            step(config, revision)
+    finally:
+        engine.dispose()
+
+
+def test_trades_stored_as_json_become_records_and_back(database_url: str) -> None:
+    _migrate_to(database_url, "0005", down=True)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        inserted = conn.execute(
+            "INSERT INTO jobs (owner, spec, priority, max_attempts, state) "
+            "VALUES ('alice', '{}', 0, 1, 'succeeded') RETURNING id"
+        ).fetchone()
+        assert inserted is not None
+        conn.execute(
+            "INSERT INTO results (job_id, metrics, trades, equity_curve) "
+            "VALUES (%s, '{}', %s, '[]')",
+            (inserted[0], Jsonb(_OLD_TRADES)),
+        )
+
+    _migrate_to(database_url, "head")
+
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT trade_records FROM results").fetchone()
+    assert row is not None
+    assert TradeTable.from_bytes(row[0]) == TradeTable.from_dicts(_OLD_TRADES)
+
+    _migrate_to(database_url, "0005", down=True)
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT trades FROM results").fetchone()
+    _migrate_to(database_url, "head")
+    assert row == (_OLD_TRADES,)

@@ -119,7 +119,9 @@ class ResultRow(Base):
         BigInteger, ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
     )
     metrics: Mapped[dict[str, Any]] = mapped_column(JSONB)
-    trades: Mapped[list[Any]] = mapped_column(JSONB)
+    # Closed trades as 56-byte records, `TradeTable.to_bytes` (STORAGE
+    # EXTERNAL: uncompressed, so a page of them is read alone).
+    trade_records: Mapped[bytes] = mapped_column(LargeBinary)
     equity_curve: Mapped[list[Any]] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()

@@ -168,6 +168,16 @@ _TRADE_KEYS = (
 )
 
 
+# The byte layout of `TradeTable.to_bytes`: one little-endian record per
+# trade, its fields in `_TRADE_KEYS` order, so a page of trades is one
+# contiguous slice of the stored bytes.
+TRADE_RECORD_DTYPE = np.dtype(
+    [("entry_at", "<i8"), ("exit_at", "<i8")]
+    + [(name, "<f8") for name in _TRADE_KEYS[2:]]
+)
+TRADE_RECORD_BYTES = TRADE_RECORD_DTYPE.itemsize
+
+
 @dataclass(frozen=True, eq=False)
 class TradeTable(Sequence[Trade]):
     """Closed trades in exit order as columns of shape (n_trades,).
@@ -216,6 +226,29 @@ class TradeTable(Sequence[Trade]):
             np.asarray(exits, dtype=np.int64),
             *(np.asarray(v, dtype=np.float64) for v in values),
         )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> TradeTable:
+        """Trades from `to_bytes` form, or ValueError if `data` is not one."""
+        if len(data) % TRADE_RECORD_BYTES:
+            raise ValueError(
+                f"{len(data)} bytes are not whole trades of {TRADE_RECORD_BYTES} bytes"
+            )
+        records = np.frombuffer(data, TRADE_RECORD_DTYPE)
+        # astype copies into native order, so the columns own their memory.
+        return cls(
+            records["entry_at"].astype(np.int64),
+            records["exit_at"].astype(np.int64),
+            *(records[name].astype(np.float64) for name in _TRADE_KEYS[2:]),
+        )
+
+    def to_bytes(self) -> bytes:
+        """One 56-byte record per trade (`TRADE_RECORD_DTYPE`): entry and
+        exit times as int64 epoch seconds, then the five values as float64."""
+        records = np.empty(len(self), TRADE_RECORD_DTYPE)
+        for name in _TRADE_KEYS:
+            records[name] = getattr(self, name)
+        return records.tobytes()
 
     def to_dicts(self) -> list[dict[str, Any]]:
         """One dict per trade; times as ISO 8601 strings with a +00:00 offset."""

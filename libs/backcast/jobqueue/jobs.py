@@ -137,3 +137,31 @@ class ReapedJob:
     fencing_token: int
     state: JobState
     attempt: int
+
+
+@dataclass(frozen=True)
+class StoredResult:
+    """A succeeded attempt's result in the forms the results table keeps.
+
+    `metrics` and `equity_curve` are JSON (`Metrics.to_dict`,
+    `EquityCurve.to_pairs`); the closed trades are fixed-size records in
+    time order (`TradeTable.to_bytes`), so a page of them is one slice of
+    the bytes; the account fills are `AccountFills.to_bytes`.
+    """
+
+    metrics: dict[str, Any]
+    trade_records: bytes
+    equity_curve: list[list[Any]]
+    account_fills: bytes | None = None
+    data_version: str | None = None
+
+
+@dataclass(frozen=True)
+class ResultPage:
+    """A stored result with the records of one run of its trades."""
+
+    metrics: dict[str, Any]
+    # Records of trades first_trade .. first_trade + n, in time order.
+    trade_records: bytes
+    total_trades: int
+    equity_curve: list[list[Any]]

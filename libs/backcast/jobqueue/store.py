@@ -8,7 +8,6 @@ token is current.
 
 from __future__ import annotations
 
-import base64
 import logging
 import select
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -20,6 +19,9 @@ from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+# The one engine fact the store needs: the size of a stored trade record,
+# to read a page of trades as a slice.
+from backcast.engine.results import TRADE_RECORD_BYTES
 from backcast.errors import (
     DatabaseUnavailable,
     JobAlreadyFinished,
@@ -39,6 +41,8 @@ from backcast.jobqueue.jobs import (
     NewJob,
     ReapedJob,
     RenewedLease,
+    ResultPage,
+    StoredResult,
 )
 from backcast.telemetry import EVENT, JOB_ID, OWNER, WORKER
 
@@ -248,27 +252,36 @@ class JobStore:
             for row in rows
         ]
 
-    async def get_result(self, owner: str, job_id: int) -> tuple[Job, dict[str, Any]]:
-        """The job and its result (`BacktestResult.to_dict()` form).
+    async def get_result(
+        self, owner: str, job_id: int, *, first_trade: int, max_trades: int
+    ) -> tuple[Job, ResultPage]:
+        """The job and its result with trades `first_trade` up to
+        `first_trade + max_trades` (fewer at the end).
 
         Raises:
             JobNotFound: no such job for this owner.
             ResultNotReady: the job has not succeeded.
         """
-        params = {"owner": owner, "job_id": job_id}
-        row = await self._fetch_one(statements.GET_JOB_WITH_RESULT, params)
+        params = {
+            "owner": owner,
+            "job_id": job_id,
+            "first_trade": first_trade,
+            "max_trades": max_trades,
+            "record_bytes": TRADE_RECORD_BYTES,
+        }
+        row = await self._fetch_one(statements.GET_JOB_WITH_RESULT_PAGE, params)
         if row is None:
             raise JobNotFound(job_id)
         job = job_from_row(row)
         if job.state is not JobState.SUCCEEDED or row["summary"] is None:
             raise ResultNotReady(job_id, job.state.name)
-
-        result = {
-            "metrics": row["summary"],
-            "trades": row["trades"],
-            "equity_curve": row["equity_curve"],
-        }
-        return job, result
+        page = ResultPage(
+            metrics=row["summary"],
+            trade_records=row["trade_records"],
+            total_trades=row["total_trades"],
+            equity_curve=row["equity_curve"],
+        )
+        return job, page
 
     async def get_account_fills(
         self, owner: str, job_id: int
@@ -395,7 +408,7 @@ class JobStore:
         return renewed
 
     async def complete(
-        self, job_id: int, fencing_token: int, result: dict[str, Any]
+        self, job_id: int, fencing_token: int, result: StoredResult
     ) -> JobState:
         """Store the attempt's result and mark the job SUCCEEDED.
 
@@ -408,12 +421,11 @@ class JobStore:
         params = {
             "job_id": job_id,
             "fencing_token": fencing_token,
-            "metrics": Jsonb(result["metrics"]),
-            "trades": Jsonb(result["trades"]),
-            "equity_curve": Jsonb(result["equity_curve"]),
-            # Base64 text in the JSON form of a result, bytes in the table.
-            "account_fills": _decoded_fills(result.get("account_fills")),
-            "data_version": result.get("data_version"),
+            "metrics": Jsonb(result.metrics),
+            "trade_records": result.trade_records,
+            "equity_curve": Jsonb(result.equity_curve),
+            "account_fills": result.account_fills,
+            "data_version": result.data_version,
         }
         row = await self._fetch_one(statements.COMPLETE_JOB, params, prepare=True)
         if row is None:
@@ -601,7 +613,3 @@ def job_from_row(row: Row) -> Job:
         updated_at=row["updated_at"],
         summary=row["summary"],
     )
-
-
-def _decoded_fills(text: str | None) -> bytes | None:
-    return None if text is None else base64.b64decode(text, validate=True)

@@ -46,6 +46,8 @@ from backcast.v1 import backtest_service_pb2 as api
 from backcast.v1 import result_pb2, spec_pb2
 
 if TYPE_CHECKING:
+    from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
+
     # Only for the annotation: translating coverage needs no database driver.
     from backcast.marketdata.storage import Coverage
 
@@ -374,16 +376,43 @@ def _finite(value: float | int) -> float | int:
     return value
 
 
-def result_to_proto(result: BacktestResult) -> result_pb2.BacktestResult:
+def result_to_proto(
+    result: BacktestResult, *, trade_columns: bool = False
+) -> result_pb2.BacktestResult:
+    """`result` as a message; its trades as `trade_columns` when asked (a
+    worker's report), else as `trades` (what clients read)."""
     message = result_pb2.BacktestResult(
         metrics=metrics_to_proto(result.metrics),
         metric_definitions=dict(result.metric_definitions),
     )
-    # Straight from the result's columns, adding to the repeated fields in
-    # place: no Trade, datetime or nested Timestamp built per row, which
-    # makes a result of many trades several times faster to encode.
-    trades = result.trades
-    add_trade = message.trades.add
+    if trade_columns:
+        _set_trade_columns(message.trade_columns, result.trades)
+    else:
+        _add_trades(message.trades, result.trades)
+
+    curve = result.equity_curve
+    add_point = message.equity_curve.add
+    for at, equity in zip(curve.at.tolist(), curve.equity.tolist(), strict=True):
+        add_point(equity=equity).time.seconds = at
+
+    fills = result.account_fills
+    if fills is not None:
+        # Packed repeated fields take whole lists: 24 bytes a fill on the wire.
+        message.account_fills.SetInParent()
+        message.account_fills.candle_times.extend(fills.at.tolist())
+        message.account_fills.cash.extend(fills.cash.tolist())
+        message.account_fills.units.extend(fills.units.tolist())
+    message.data_version = result.data_version or ""
+    return message
+
+
+def _add_trades(
+    added: RepeatedCompositeFieldContainer[result_pb2.Trade], trades: TradeTable
+) -> None:
+    # Straight from the columns, adding to the repeated field in place: no
+    # Trade, datetime or nested Timestamp built per row, which makes a
+    # result of many trades several times faster to encode.
+    add_trade = added.add
     rows = zip(
         trades.entry_at.tolist(),
         trades.exit_at.tolist(),
@@ -405,20 +434,17 @@ def result_to_proto(result: BacktestResult) -> result_pb2.BacktestResult:
         trade.entry_time.seconds = entry_at
         trade.exit_time.seconds = exit_at
 
-    curve = result.equity_curve
-    add_point = message.equity_curve.add
-    for at, equity in zip(curve.at.tolist(), curve.equity.tolist(), strict=True):
-        add_point(equity=equity).time.seconds = at
 
-    fills = result.account_fills
-    if fills is not None:
-        # Packed repeated fields take whole lists: 24 bytes a fill on the wire.
-        message.account_fills.SetInParent()
-        message.account_fills.candle_times.extend(fills.at.tolist())
-        message.account_fills.cash.extend(fills.cash.tolist())
-        message.account_fills.units.extend(fills.units.tolist())
-    message.data_version = result.data_version or ""
-    return message
+def _set_trade_columns(columns: result_pb2.TradeColumns, trades: TradeTable) -> None:
+    # Packed repeated fields take whole lists: 56 bytes a trade on the wire.
+    columns.SetInParent()
+    columns.entry_times.extend(trades.entry_at.tolist())
+    columns.exit_times.extend(trades.exit_at.tolist())
+    columns.entry_prices.extend(trades.entry_price.tolist())
+    columns.exit_prices.extend(trades.exit_price.tolist())
+    columns.units.extend(trades.units.tolist())
+    columns.pnls.extend(trades.pnl.tolist())
+    columns.return_fractions.extend(trades.return_fraction.tolist())
 
 
 _TRADE_VALUES = ("entry_price", "exit_price", "units", "pnl", "return_fraction")
@@ -439,7 +465,12 @@ def trade_to_proto(trade: Trade) -> result_pb2.Trade:
 def result_from_proto(message: result_pb2.BacktestResult) -> BacktestResult:
     """The domain result of `message`; times keep their whole seconds.
 
-    A message without metric definitions gets the current ones.
+    A message without metric definitions gets the current ones; trades come
+    from `trade_columns` when set, else from `trades`.
+
+    Raises:
+        InvalidArgument: the trade or fill columns differ in length, or fill
+            times do not ascend.
     """
     metrics = Metrics(
         **{
@@ -447,15 +478,18 @@ def result_from_proto(message: result_pb2.BacktestResult) -> BacktestResult:
             for field in result_pb2.Metrics.DESCRIPTOR.fields
         }
     )
-    trades = message.trades
-    table = TradeTable(
-        np.array([t.entry_time.seconds for t in trades], dtype=np.int64),
-        np.array([t.exit_time.seconds for t in trades], dtype=np.int64),
-        *(
-            np.array([getattr(t, name) for t in trades], dtype=np.float64)
-            for name in _TRADE_VALUES
-        ),
-    )
+    if message.HasField("trade_columns"):
+        table = _trades_from_columns(message.trade_columns)
+    else:
+        trades = message.trades
+        table = TradeTable(
+            np.array([t.entry_time.seconds for t in trades], dtype=np.int64),
+            np.array([t.exit_time.seconds for t in trades], dtype=np.int64),
+            *(
+                np.array([getattr(t, name) for t in trades], dtype=np.float64)
+                for name in _TRADE_VALUES
+            ),
+        )
     points = message.equity_curve
     curve = EquityCurve(
         np.array([p.time.seconds for p in points], dtype=np.int64),
@@ -469,6 +503,32 @@ def result_from_proto(message: result_pb2.BacktestResult) -> BacktestResult:
         definitions,
         account_fills=_account_fills_from_proto(message),
         data_version=message.data_version or None,
+    )
+
+
+def _trades_from_columns(columns: result_pb2.TradeColumns) -> TradeTable:
+    """The trades of `columns`.
+
+    Raises:
+        InvalidArgument: the columns differ in length.
+    """
+    lengths = {
+        name: len(getattr(columns, name))
+        for name in result_pb2.TradeColumns.DESCRIPTOR.fields_by_name
+    }
+    if len(set(lengths.values())) > 1:
+        counts = ", ".join(f"{n} {name}" for name, n in lengths.items())
+        raise InvalidArgument.of(
+            "result.trade_columns", f"{counts}; every trade needs one of each"
+        )
+    return TradeTable(
+        np.array(columns.entry_times, dtype=np.int64),
+        np.array(columns.exit_times, dtype=np.int64),
+        np.array(columns.entry_prices, dtype=np.float64),
+        np.array(columns.exit_prices, dtype=np.float64),
+        np.array(columns.units, dtype=np.float64),
+        np.array(columns.pnls, dtype=np.float64),
+        np.array(columns.return_fractions, dtype=np.float64),
     )
 
 

@@ -237,6 +237,7 @@ class BacktestResult(_message.Message):
     METRIC_DEFINITIONS_FIELD_NUMBER: _builtins.int
     ACCOUNT_FILLS_FIELD_NUMBER: _builtins.int
     DATA_VERSION_FIELD_NUMBER: _builtins.int
+    TRADE_COLUMNS_FIELD_NUMBER: _builtins.int
     data_version: _builtins.str
     """Version of the candles the backtest ran on: "synthetic:N" for SYN-*
     instruments, "import:V" for stored ones, where V changes with every
@@ -265,6 +266,14 @@ class BacktestResult(_message.Message):
         GetResultResponse (GetEquityCurve streams the full curve).
         """
 
+    @_builtins.property
+    def trade_columns(self) -> Global___TradeColumns:
+        """The closed trades column by column, in place of `trades`: sent by
+        workers in CompleteAttempt, where a result of thousands of trades
+        travels as a few packed arrays instead of a message per trade. Not set
+        in GetResultResponse, which pages `trades`.
+        """
+
     def __init__(
         self,
         *,
@@ -274,14 +283,67 @@ class BacktestResult(_message.Message):
         metric_definitions: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         account_fills: Global___AccountFills | None = ...,
         data_version: _builtins.str = ...,
+        trade_columns: Global___TradeColumns | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["account_fills", b"account_fills", "metrics", b"metrics"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["account_fills", b"account_fills", "metrics", b"metrics", "trade_columns", b"trade_columns"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_fills", b"account_fills", "data_version", b"data_version", "equity_curve", b"equity_curve", "metric_definitions", b"metric_definitions", "metrics", b"metrics", "trades", b"trades"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_fills", b"account_fills", "data_version", b"data_version", "equity_curve", b"equity_curve", "metric_definitions", b"metric_definitions", "metrics", b"metrics", "trade_columns", b"trade_columns", "trades", b"trades"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___BacktestResult: _TypeAlias = BacktestResult  # noqa: Y015
+
+@_typing.final
+class TradeColumns(_message.Message):
+    """Closed trades in time order, one entry per trade in each column (equal
+    lengths); fields as in Trade.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRY_TIMES_FIELD_NUMBER: _builtins.int
+    EXIT_TIMES_FIELD_NUMBER: _builtins.int
+    ENTRY_PRICES_FIELD_NUMBER: _builtins.int
+    EXIT_PRICES_FIELD_NUMBER: _builtins.int
+    UNITS_FIELD_NUMBER: _builtins.int
+    PNLS_FIELD_NUMBER: _builtins.int
+    RETURN_FRACTIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def entry_times(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Entry and exit candle times, epoch seconds."""
+
+    @_builtins.property
+    def exit_times(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def entry_prices(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
+    @_builtins.property
+    def exit_prices(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
+    @_builtins.property
+    def units(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Negative for a short position."""
+
+    @_builtins.property
+    def pnls(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
+    @_builtins.property
+    def return_fractions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
+    def __init__(
+        self,
+        *,
+        entry_times: _abc.Iterable[_builtins.int] | None = ...,
+        exit_times: _abc.Iterable[_builtins.int] | None = ...,
+        entry_prices: _abc.Iterable[_builtins.float] | None = ...,
+        exit_prices: _abc.Iterable[_builtins.float] | None = ...,
+        units: _abc.Iterable[_builtins.float] | None = ...,
+        pnls: _abc.Iterable[_builtins.float] | None = ...,
+        return_fractions: _abc.Iterable[_builtins.float] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry_prices", b"entry_prices", "entry_times", b"entry_times", "exit_prices", b"exit_prices", "exit_times", b"exit_times", "pnls", b"pnls", "return_fractions", b"return_fractions", "units", b"units"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TradeColumns: _TypeAlias = TradeColumns  # noqa: Y015
 
 @_typing.final
 class AccountFills(_message.Message):

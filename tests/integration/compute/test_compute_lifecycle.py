@@ -54,9 +54,11 @@ async def test_sigterm_lets_the_running_backtest_finish_before_exit(
 
     log_text = (tmp_path / "worker.log").read_text()
     assert exit_code == 0, log_text
-    job, result = await store.get_result(OWNER, job_id)
+    job, result = await store.get_result(
+        OWNER, job_id, first_trade=0, max_trades=10_000
+    )
     assert job.attempt == 1
-    assert result["metrics"]["n_candles"] == LONG_BACKTEST_CANDLES
+    assert result.metrics["n_candles"] == LONG_BACKTEST_CANDLES
     # The scheduler assigns nothing once it has seen the draining heartbeat
     # (tests/integration/scheduler proves it); an assignment that crossed
     # that heartbeat on the wire is still run to the end, never dropped.

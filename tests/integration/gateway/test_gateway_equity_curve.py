@@ -27,6 +27,7 @@ from backcast.engine.candles import Candles
 from backcast.engine.simulation import Simulation
 from backcast.engine.spec import Interval
 from backcast.gateway.equity import POINTS_PER_MESSAGE
+from backcast.jobqueue.results import stored_result
 from backcast.jobqueue.store import JobStore
 from backcast.marketdata import candle_cache, close_connections
 from backcast.marketdata.storage import write_candles
@@ -106,7 +107,7 @@ async def run_through_the_platform(
     monkeypatch.setattr(backtest, "simulate", recording)
     result = run_backtest(spec_from_proto(spec))
     reported = result_from_proto(result_to_proto(result))
-    await store.complete(lease.job_id, lease.fencing_token, reported.to_dict())
+    await store.complete(lease.job_id, lease.fencing_token, stored_result(reported))
     return lease.job_id, made[0]
 
 
@@ -179,7 +180,9 @@ async def test_result_stored_without_fills_has_no_full_curve(
         api.SubmitBacktestRequest(spec=crossover_spec()), metadata=ALICE, timeout=5
     )
     (lease,) = await store.claim("test-worker", 1, lease_seconds=60)
-    await store.complete(lease.job_id, lease.fencing_token, sample_result(2).to_dict())
+    await store.complete(
+        lease.job_id, lease.fencing_token, stored_result(sample_result(2))
+    )
 
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await stream_curve(gateway, lease.job_id)

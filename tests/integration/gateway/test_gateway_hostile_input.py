@@ -50,6 +50,7 @@ from hypothesis import strategies as st
 
 from backcast.gateway.owners import DEFAULT_OWNER
 from backcast.gateway.pagination import PageTokens, backtests_query, trades_query
+from backcast.jobqueue.results import stored_result
 from backcast.jobqueue.store import JobStore
 from backcast.rpc import translate
 from backcast.rpc.server import CLIENT_OPTIONS, SERVER_OPTIONS
@@ -847,7 +848,9 @@ async def test_page_token_signed_for_a_position_below_one_is_refused(
         api.SubmitBacktestRequest(spec=crossover_spec()), timeout=5
     )
     (lease,) = await store.claim("test-worker", 1, lease_seconds=30)
-    await store.complete(lease.job_id, lease.fencing_token, sample_result(5).to_dict())
+    await store.complete(
+        lease.job_id, lease.fencing_token, stored_result(sample_result(5))
+    )
     signer = PageTokens(TEST_PAGE_TOKEN_KEY)
 
     for position in (-1, 0):

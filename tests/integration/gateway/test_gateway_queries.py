@@ -6,6 +6,7 @@ import grpc
 import pytest
 from gateway_support import Gateway, as_owner, crossover_spec, sample_result
 
+from backcast.jobqueue.results import stored_result
 from backcast.jobqueue.store import JobStore
 from backcast.v1 import backtest_service_pb2 as api
 
@@ -25,7 +26,7 @@ async def run_to_success(store: JobStore, n_trades: int) -> int:
     """Lease the next queued job and complete it with a sample result."""
     (lease,) = await store.claim("test-worker", 1, lease_seconds=30)
     await store.complete(
-        lease.job_id, lease.fencing_token, sample_result(n_trades).to_dict()
+        lease.job_id, lease.fencing_token, stored_result(sample_result(n_trades))
     )
     return lease.job_id
 

@@ -17,6 +17,7 @@ from gateway_support import (
 
 from backcast.gateway.watch import APPLICATION_NAME
 from backcast.jobqueue.jobs import HeldLease
+from backcast.jobqueue.results import stored_result
 from backcast.jobqueue.store import JobStore
 from backcast.v1 import backtest_service_pb2 as api
 
@@ -57,7 +58,7 @@ async def test_watch_sends_snapshot_then_each_change_and_ends_at_terminal_state(
     progressed = await asyncio.wait_for(stream.read(), NOTIFY_SECONDS)
     assert progressed.backtest.progress == 0.5
 
-    await store.complete(job_id, lease.fencing_token, sample_result(1).to_dict())
+    await store.complete(job_id, lease.fencing_token, stored_result(sample_result(1)))
     assert await next_state(stream, NOTIFY_SECONDS) == api.Backtest.STATE_SUCCEEDED
 
     assert await asyncio.wait_for(stream.read(), 5) is grpc.aio.EOF

@@ -85,9 +85,11 @@ async def test_complete_with_a_stale_token_is_aborted_and_a_repeat_succeeds(
     await worker.complete(job_id, token, empty_result())
     await worker.complete(job_id, token, empty_result())
 
-    job, result = await store.get_result(OWNER, job_id)
+    job, result = await store.get_result(
+        OWNER, job_id, first_trade=0, max_trades=10_000
+    )
     assert job.state is JobState.SUCCEEDED
-    assert result["metrics"]["n_candles"] == 240
+    assert result.metrics["n_candles"] == 240
 
 
 async def test_retryable_failure_requeues_the_job(

@@ -8,9 +8,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import pytest
 
 from backcast.engine.results import (
     METRIC_DEFINITIONS,
+    TRADE_RECORD_BYTES,
     BacktestResult,
     EquityCurve,
     EquityPoint,
@@ -134,6 +136,24 @@ def test_trade_dicts_match_the_records_they_describe() -> None:
     for trade, data in zip(table, dicts, strict=True):
         assert data["entry_at"] == trade.entry_at.isoformat()
         assert data["exit_at"] == trade.exit_at.isoformat()
+
+
+def test_trade_records_round_trip_and_a_byte_slice_is_a_trade_slice() -> None:
+    table = sample_trades()
+
+    data = table.to_bytes()
+
+    assert len(data) == 3 * TRADE_RECORD_BYTES == 3 * 56
+    assert TradeTable.from_bytes(data) == table
+    assert TradeTable.from_bytes(data[TRADE_RECORD_BYTES:]) == table[1:]
+    assert len(TradeTable.from_bytes(b"")) == 0
+    # Little-endian records, fields in order: entry time first.
+    assert int.from_bytes(data[:8], "little") == MONDAY_SECONDS
+
+
+def test_trade_records_of_a_partial_trade_are_refused() -> None:
+    with pytest.raises(ValueError, match="not whole trades of 56 bytes"):
+        TradeTable.from_bytes(sample_trades().to_bytes()[:-1])
 
 
 def test_trade_table_reads_as_a_sequence_of_trades() -> None:
