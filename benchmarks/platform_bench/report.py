@@ -59,12 +59,16 @@ def markdown_table(figures: Sequence[Figure]) -> str:
 def machine_info(server_url: str) -> dict[str, Any]:
     with psycopg.connect(server_url) as conn:
         row = conn.execute("SHOW server_version").fetchone()
+        # Off on some test servers: dead row versions then pile up in the
+        # queue's indexes between the benchmarks' own VACUUMs.
+        autovacuum = conn.execute("SHOW autovacuum").fetchone()
     return {
         "cpu_count": os.cpu_count(),
         "cpu_model": _cpu_model(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "postgres": row[0] if row else None,
+        "autovacuum": autovacuum[0] if autovacuum else None,
         "load_average": list(os.getloadavg()),
     }
 

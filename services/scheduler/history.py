@@ -20,6 +20,29 @@ logger = logging.getLogger(__name__)
 BATCH_SIZE = 1000
 
 
+async def warn_if_autovacuum_is_off(store: JobStore) -> bool:
+    """Log a warning when the server does not vacuum; returns whether it did.
+
+    Every state change leaves a dead row version in `jobs` and entries in
+    its indexes. Without autovacuum they pile up until a manual VACUUM, and
+    every read of the table walks past them (on a test server with it off,
+    counting one owner's 20,000 jobs had grown to 40 ms after three drains).
+    """
+    try:
+        enabled = await store.autovacuum_enabled()
+    except DatabaseUnavailable:
+        return False  # nothing to say about a server that is not there
+    if enabled:
+        return False
+    logger.warning(
+        "autovacuum is off on the job database; the jobs table and its queue "
+        "indexes will bloat and claims slow down: turn it on, or VACUUM jobs "
+        "regularly",
+        extra={EVENT: "autovacuum_off"},
+    )
+    return True
+
+
 class HistoryPruner:
     """Every `interval_seconds`, deletes jobs finished more than
     `retention_seconds` ago, with their results and attempts."""

@@ -15,7 +15,7 @@ from backcast.scheduler.cancels import CancelRelay
 from backcast.scheduler.completions import Completions
 from backcast.scheduler.config import SchedulerConfig
 from backcast.scheduler.dispatcher import Dispatcher
-from backcast.scheduler.history import HistoryPruner
+from backcast.scheduler.history import HistoryPruner, warn_if_autovacuum_is_off
 from backcast.scheduler.leases import LeaseKeeper
 from backcast.scheduler.notifications import NotificationListener
 from backcast.scheduler.reaper import Reaper
@@ -57,6 +57,7 @@ class Scheduler:
     @classmethod
     async def start(cls, config: SchedulerConfig, store: JobStore) -> Scheduler:
         """Serve SchedulerService on `config.address` and start the loops."""
+        await warn_if_autovacuum_is_off(store)
         registry = SessionRegistry()
         dispatcher = Dispatcher(
             store,

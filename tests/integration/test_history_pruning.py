@@ -3,14 +3,16 @@ attempts; queued, running and recent jobs are never touched."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import psycopg
+import pytest
 from test_leases import result_of, submit
 
 from backcast.jobqueue.store import JobStore
 from backcast.scheduler import history
-from backcast.scheduler.history import HistoryPruner
+from backcast.scheduler.history import HistoryPruner, warn_if_autovacuum_is_off
 
 Connection = psycopg.AsyncConnection[tuple[Any, ...]]
 
@@ -79,3 +81,17 @@ async def test_pruning_works_through_a_backlog_in_batches(
 
     assert pruned == 30
     assert await count(db_connection, "jobs") == 0
+
+
+async def test_scheduler_warns_exactly_when_the_server_does_not_autovacuum(
+    store: JobStore, db_connection: Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    cursor = await db_connection.execute("SHOW autovacuum")
+    setting = await cursor.fetchone()
+
+    with caplog.at_level(logging.WARNING, logger=history.__name__):
+        warned = await warn_if_autovacuum_is_off(store)
+
+    assert warned is (setting == ("off",))
+    warnings = [r for r in caplog.records if "autovacuum is off" in r.getMessage()]
+    assert len(warnings) == int(warned)

@@ -137,6 +137,11 @@ class JobStore:
         """Return once the database answers; DatabaseUnavailable if it does not."""
         await self._fetch_one("SELECT 1", {})
 
+    async def autovacuum_enabled(self) -> bool:
+        """Whether the server runs autovacuum (the `autovacuum` setting)."""
+        row = await self._fetch_one("SELECT current_setting('autovacuum') AS on", {})
+        return row is not None and row["on"] == "on"
+
     # --- gateway side -------------------------------------------------------
 
     async def submit(

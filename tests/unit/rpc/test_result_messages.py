@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import pytest
 
 from backcast.engine.results import (
     METRIC_DEFINITIONS,
@@ -15,6 +16,7 @@ from backcast.engine.results import (
     Metrics,
     TradeTable,
 )
+from backcast.errors import InvalidArgument
 from backcast.rpc.translate import (
     metrics_to_proto,
     result_from_proto,
@@ -73,6 +75,24 @@ def test_result_survives_a_proto_round_trip() -> None:
 
     assert result_from_proto(message) == result
     assert dict(message.metric_definitions) == dict(METRIC_DEFINITIONS)
+
+
+def test_trades_sent_as_columns_survive_a_proto_round_trip() -> None:
+    result = sample_result()
+
+    message = result_to_proto(result, trade_columns=True)
+
+    assert len(message.trades) == 0
+    assert list(message.trade_columns.units) == [9.0, -8.0]
+    assert result_from_proto(message) == result
+
+
+def test_trade_columns_of_different_lengths_are_refused() -> None:
+    message = result_to_proto(sample_result(), trade_columns=True)
+    message.trade_columns.pnls.append(1.0)
+
+    with pytest.raises(InvalidArgument, match="3 pnls.*every trade needs one"):
+        result_from_proto(message)
 
 
 def test_trade_times_are_whole_seconds_of_the_fills() -> None:
