@@ -112,12 +112,10 @@ def run_on_candles(
         instrument=spec.instrument,
     )
     _check_finite(metrics)
-    # The fills right after the trades: both read the times of the fill
-    # candles, which the first read has just brought into the cache.
     result = BacktestResult(
         metrics=metrics,
-        trades=_trades(simulation, candles),
-        account_fills=_account_fills(simulation, candles),
+        trades=_trades(simulation),
+        account_fills=_account_fills(simulation),
         equity_curve=_equity_curve(simulation, candles, spec.interval.seconds),
         data_version=data_version,
     )
@@ -136,19 +134,19 @@ def _resolved_params(spec: BacktestSpec) -> Params:
     return params
 
 
-def _trades(simulation: Simulation, candles: Candles) -> TradeTable:
+def _trades(simulation: Simulation) -> TradeTable:
     # Columns straight from the kernel's arrays: a record per closed trade
     # would be the costliest step of a backtest with thousands of trades.
-    fills = candles.times[simulation.trade_candles]
+    times = simulation.trade_times
     values = simulation.trade_values.T
-    return TradeTable(fills[:, 0], fills[:, 1], *values)
+    return TradeTable(times[:, 0], times[:, 1], *values)
 
 
-def _account_fills(simulation: Simulation, candles: Candles) -> AccountFills:
+def _account_fills(simulation: Simulation) -> AccountFills:
     # Copies: the kernel's state array is (n_fills, 2), its columns strided.
     states = simulation.fill_states
     return AccountFills(
-        at=candles.times[simulation.fill_candles],
+        at=simulation.fill_times,
         cash=np.ascontiguousarray(states[:, 0]),
         units=np.ascontiguousarray(states[:, 1]),
     )

@@ -104,8 +104,8 @@ def fill_orders(
     position_fraction: float,
 ) -> tuple[
     FloatArray,
-    tuple[IntArray, FloatArray],
-    tuple[IntArray, FloatArray],
+    tuple[IntArray, FloatArray, IntArray],
+    tuple[IntArray, FloatArray, IntArray],
     tuple[float, float, int],
     tuple[float, int, int],
     tuple[IntArray, FloatArray],
@@ -122,11 +122,13 @@ def fill_orders(
     of the cash held (all of the equity, since entries start flat). Returns:
 
     - equity after each close, shape (n,);
-    - the fills: candle indices, shape (k,), and cash and units after each,
-      shape (k, 2), so the account at any close is the last fill's state;
-    - the closed trades: entry and exit candles, shape (m, 2), and entry
+    - the fills: candle indices, shape (k,), cash and units after each,
+      shape (k, 2), so the account at any close is the last fill's state,
+      and the fill candles' open times, shape (k,);
+    - the closed trades: entry and exit candles, shape (m, 2), entry
       price, exit price, units (negative for a short), pnl and return on
-      the entry notional, shape (m, 5);
+      the entry notional, shape (m, 5), and the entry and exit candles'
+      open times, shape (m, 2);
     - the commissions paid; the pnl of a position still open after the last
       candle, marked at the last close (its entry cash flow, commission
       included, plus its value); the number of closes with units held;
@@ -148,8 +150,18 @@ def fill_orders(
     # inside the walk would cost more, as every candle then pays the
     # bookkeeping of arrays that may move.
     capacity = 2 * _count_changes(sides) + 2
-    fills = (np.empty(capacity, dtype=np.int64), np.empty((capacity, 2)))
-    trades = (np.empty((capacity, 2), dtype=np.int64), np.empty((capacity, 5)))
+    # The times are taken at each fill, while the walk is there: gathered
+    # afterwards, each is a read from memory of its own.
+    fills = (
+        np.empty(capacity, dtype=np.int64),
+        np.empty((capacity, 2)),
+        np.empty(capacity, dtype=np.int64),
+    )
+    trades = (
+        np.empty((capacity, 2), dtype=np.int64),
+        np.empty((capacity, 5)),
+        np.empty((capacity, 2), dtype=np.int64),
+    )
     days, day_equity = _day_buffers(times)
     n_fills = 0
     n_trades = 0
@@ -161,6 +173,7 @@ def fill_orders(
     cash = initial_cash
     units = 0.0
     entry_index = 0
+    entry_time = 0
     entry_price = 0.0
     entry_flow = 0.0
     commissions = 0.0
@@ -191,6 +204,7 @@ def fill_orders(
                     trades,
                     n_trades,
                     (entry_index, t),
+                    (entry_time, times[t]),
                     (entry_price, paid),
                     units,
                     entry_flow + flow,
@@ -213,6 +227,7 @@ def fill_orders(
                     cash = cash + flow
                     units = bought
                     entry_index = t
+                    entry_time = times[t]
                     entry_price = paid
                     entry_flow = flow
                     commissions += fee
@@ -231,6 +246,7 @@ def fill_orders(
                     trades,
                     n_trades,
                     (entry_index, t),
+                    (entry_time, times[t]),
                     (entry_price, paid),
                     units,
                     entry_flow + flow,
@@ -243,7 +259,7 @@ def fill_orders(
                 watched = False
 
         if filled:
-            _record_fill(fills, n_fills, t, cash, units)
+            _record_fill(fills, n_fills, t, times[t], cash, units)
             n_fills += 1
 
         # The account holds still until the next change of side, so the
@@ -262,6 +278,7 @@ def fill_orders(
             # The next order reads its open far ahead of the last one; fetched
             # along the way, it does not stall the walk on memory.
             _prefetch(opens, u + _PREFETCH_AHEAD)
+            _prefetch(times, u + _PREFETCH_AHEAD)
             value = cash + units * closes[u]
             equity[u] = value
             if value < peak:
@@ -288,8 +305,8 @@ def fill_orders(
     if n == 0:
         return (
             equity,
-            (fills[0][:0], fills[1][:0]),
-            (trades[0][:0], trades[1][:0]),
+            (fills[0][:0], fills[1][:0], fills[2][:0]),
+            (trades[0][:0], trades[1][:0], trades[2][:0]),
             (0.0, 0.0, 0),
             (0.0, 0, 0),
             (days[:0], day_equity[:0]),
@@ -306,8 +323,8 @@ def fill_orders(
     open_pnl = entry_flow + units * closes[n - 1] if units != 0.0 else 0.0
     return (
         equity,
-        (fills[0][:n_fills], fills[1][:n_fills]),
-        (trades[0][:n_trades], trades[1][:n_trades]),
+        (fills[0][:n_fills], fills[1][:n_fills], fills[2][:n_fills]),
+        (trades[0][:n_trades], trades[1][:n_trades], trades[2][:n_trades]),
         (commissions, open_pnl, n_held),
         (drawdown, longest, longest_seconds),
         (days[: n_days + 1], day_equity[: n_days + 1]),
@@ -326,28 +343,36 @@ def _count_changes(sides: Int8Array) -> int:
 
 @numba.njit(cache=True)
 def _record_fill(
-    fills: tuple[IntArray, FloatArray], k: int, t: int, cash: float, units: float
+    fills: tuple[IntArray, FloatArray, IntArray],
+    k: int,
+    t: int,
+    time: int,
+    cash: float,
+    units: float,
 ) -> None:
-    """Write fill `k`: its candle, and the cash and units after it."""
-    candles, states = fills
+    """Write fill `k`: its candle, the cash and units after it, its time."""
+    candles, states, times = fills
     candles[k] = t
+    times[k] = time
     states[k, 0] = cash
     states[k, 1] = units
 
 
 @numba.njit(cache=True)
 def _record_trade(
-    trades: tuple[IntArray, FloatArray],
+    trades: tuple[IntArray, FloatArray, IntArray],
     k: int,
     fill_candles: tuple[int, int],
+    fill_times: tuple[int, int],
     prices: tuple[float, float],
     units: float,
     pnl: float,
 ) -> None:
     """Write closed trade `k`, as `fill_orders` lays the trades out."""
-    candles, values = trades
+    candles, values, times = trades
     entry_price, exit_price = prices
     candles[k, 0], candles[k, 1] = fill_candles
+    times[k, 0], times[k, 1] = fill_times
     values[k, 0] = entry_price
     values[k, 1] = exit_price
     values[k, 2] = units

@@ -80,8 +80,10 @@ class Simulation:
     """Equity after every candle's close, the fills, closed trades and costs.
 
     `fill_candles` has shape (n_fills,) and `fill_states` (n_fills, 2): cash
-    and units after each fill, which hold until the next one.
-    `trade_candles` has shape (n_trades, 2): entry and exit fill candles;
+    and units after each fill, which hold until the next one; `fill_times`
+    are the fill candles' open times.
+    `trade_candles` has shape (n_trades, 2): entry and exit fill candles,
+    and `trade_times` their open times;
     `trade_values` has shape (n_trades, 5): entry price, exit price, units
     (negative for a short), pnl in money and pnl as a fraction of the entry
     notional. `open_trade_pnl` is the pnl of a position still open after the
@@ -95,8 +97,10 @@ class Simulation:
     initial_cash: float
     fill_candles: IntArray
     fill_states: FloatArray
+    fill_times: IntArray
     trade_candles: IntArray
     trade_values: FloatArray
+    trade_times: IntArray
     commissions_paid: float
     open_trade_pnl: float
     statistics: EquityStatistics | None = None
@@ -202,8 +206,10 @@ def simulate(
         initial_cash=initial_cash,
         fill_candles=fills[0],
         fill_states=fills[1],
+        fill_times=fills[2],
         trade_candles=trades[0],
         trade_values=trades[1],
+        trade_times=trades[2],
         commissions_paid=commissions,
         open_trade_pnl=open_pnl,
         statistics=statistics,

@@ -9,7 +9,8 @@ import pytest
 
 from backcast.engine.spec import BacktestSpec, Costs, Interval, StrategySpec
 from backcast.errors import BacktestFailed
-from backcast.marketdata import load_candles
+from backcast.marketdata import candle_cache, load_candles
+from backcast.marketdata.cache import CandleKey
 
 START = datetime(2024, 6, 1, tzinfo=UTC)
 
@@ -55,3 +56,32 @@ def test_other_instruments_fail_without_retry_when_no_database_is_set(
         'no market data for instrument "BTCUSD": no market-data database is '
         "configured (BACKCAST_MARKETDATA_URL)"
     )
+
+
+def test_repeated_synthetic_load_is_served_from_the_cache() -> None:
+    candle_cache().clear()
+    spec = spec_for("SYN-CACHED")
+
+    first, second = load_candles(spec), load_candles(spec)
+
+    assert second.close is first.close
+    assert (
+        candle_cache().get(
+            CandleKey(spec.instrument, spec.interval, spec.start_at, spec.end_at)
+        )
+        is first
+    )
+
+
+def test_synthetic_load_with_the_cache_off_generates_the_same_candles(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cached = load_candles(spec_for("SYN-UNCACHED"))
+    monkeypatch.setattr(candle_cache(), "max_bytes", 0)
+    candle_cache().clear()
+
+    generated = load_candles(spec_for("SYN-UNCACHED"))
+
+    assert generated.close is not cached.close
+    np.testing.assert_array_equal(generated.close, cached.close)
+    assert len(candle_cache()) == 0
