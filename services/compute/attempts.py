@@ -150,6 +150,7 @@ class AttemptRunner:
             attempt.slot.stop()  # its task sees Stopped and reports or drops
         else:
             self._waiting.remove(attempt)
+            self.changed.set()  # its room among the prefetched is free again
             self._spawn(self._conclude(attempt, Stopped()))
 
     async def wait_idle(self) -> None:
@@ -188,6 +189,8 @@ class AttemptRunner:
         result = await outcome
         attempt.slot = None
         self._start_waiting()
+        # The freed slot is announced at once; the report that follows
+        # changes no capacity and waits for the next regular heartbeat.
         self.changed.set()
         await self._conclude(attempt, result)
 
@@ -207,7 +210,6 @@ class AttemptRunner:
                 del self._attempts[attempt.ref.job_id]
             if not self._attempts:
                 self._idle.set()
-            self.changed.set()
 
     def _report_of(self, attempt: _Attempt, outcome: Outcome) -> Report | None:
         fields = self._fields(attempt)

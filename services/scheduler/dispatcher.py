@@ -97,7 +97,8 @@ class Dispatcher:
 
         n_delivered = 0
         for lease in leases:
-            if not await self._is_runnable(lease):
+            spec = await self._readable_spec(lease)
+            if spec is None:
                 continue
             fields = {
                 JOB_ID: lease.job_id,
@@ -116,19 +117,18 @@ class Dispatcher:
                     extra={EVENT: "assignment_undelivered", **fields},
                 )
                 continue
-            target.assign(lease)
+            target.assign(lease, spec)
             n_delivered += 1
             logger.info("attempt assigned", extra={EVENT: "attempt_assigned", **fields})
         return n_delivered
 
-    async def _is_runnable(self, lease: Lease) -> bool:
-        """False (and the job failed for good) when its stored spec is unreadable."""
+    async def _readable_spec(self, lease: Lease) -> BacktestSpec | None:
+        """The lease's spec; None (and the job failed for good) when unreadable."""
         try:
-            spec = BacktestSpec.from_dict(lease.spec)
-            readable = spec.strategy.name in STRATEGIES
+            spec: BacktestSpec | None = BacktestSpec.from_dict(lease.spec)
         except (KeyError, TypeError, ValueError):
-            readable = False
-        if not readable:
+            spec = None
+        if spec is None or spec.strategy.name not in STRATEGIES:
             logger.error(
                 "stored spec unreadable; job failed",
                 extra={EVENT: "spec_unreadable", JOB_ID: lease.job_id},
@@ -143,5 +143,5 @@ class Dispatcher:
                 )
             except LeaseLost:
                 pass
-            return False
-        return True
+            return None
+        return spec

@@ -202,7 +202,7 @@ def _held_from_proto(message: pb.HeldLease) -> HeldLease:
 
 def _push_to_proto(push: Push) -> pb.ConnectResponse | None:
     if isinstance(push, Assign):
-        return _assignment_to_proto(push.lease)
+        return _assignment_to_proto(push.lease, push.spec)
     return pb.ConnectResponse(
         cancel=pb.CancelAttempt(
             job_id=push.job_id,
@@ -212,9 +212,9 @@ def _push_to_proto(push: Push) -> pb.ConnectResponse | None:
     )
 
 
-def _assignment_to_proto(lease: Lease) -> pb.ConnectResponse | None:
+def _assignment_to_proto(lease: Lease, spec: BacktestSpec) -> pb.ConnectResponse | None:
     try:
-        spec = spec_to_proto(BacktestSpec.from_dict(lease.spec))
+        message = spec_to_proto(spec)
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
         # The dispatcher already checked the spec; should this still fail, the
         # lease expires and the job runs out of attempts instead of the whole
@@ -230,6 +230,6 @@ def _assignment_to_proto(lease: Lease) -> pb.ConnectResponse | None:
             job_id=lease.job_id,
             fencing_token=lease.fencing_token,
             attempt=lease.attempt,
-            spec=spec,
+            spec=message,
         )
     )

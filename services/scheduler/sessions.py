@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from enum import Enum
 
+from backcast.engine.spec import BacktestSpec
 from backcast.jobqueue.jobs import HeldLease, Lease
 
 
@@ -23,9 +24,10 @@ class CancelReason(Enum):
 
 @dataclass(frozen=True)
 class Assign:
-    """Run this leased attempt."""
+    """Run this leased attempt of the (already read) `spec`."""
 
     lease: Lease
+    spec: BacktestSpec
 
 
 @dataclass(frozen=True)
@@ -136,9 +138,9 @@ class WorkerSession:
             return 0
         return max(0, self._n_free_slots - len(self._pending))
 
-    def assign(self, lease: Lease) -> None:
+    def assign(self, lease: Lease, spec: BacktestSpec) -> None:
         self._pending[lease.job_id] = (lease.fencing_token, self._n_heartbeats)
-        self._outbox.put_nowait(Assign(lease))
+        self._outbox.put_nowait(Assign(lease, spec))
 
     def cancel(self, job_id: int, fencing_token: int, reason: CancelReason) -> bool:
         """Push a cancel unless this stream already carried it; True if pushed."""
