@@ -48,6 +48,25 @@ def plan_nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from plan_nodes(child)
 
 
+async def claim_plan(conn: Connection, n: int) -> list[dict[str, Any]]:
+    """The nodes of the claim's plan for `n` jobs, parameters as the store
+    binds them. EXPLAIN without ANALYZE plans the UPDATE but does not run it."""
+    params = {"worker": "w1", "n": n, "per_owner": 2 * n, "lease_seconds": 30.0}
+    cursor = await conn.execute(
+        "EXPLAIN (FORMAT JSON) " + statements.CLAIM_JOBS, params, prepare=False
+    )
+    row = await cursor.fetchone()
+    assert row is not None
+    return list(plan_nodes(row[0][0]["Plan"]))
+
+
+def assert_jobs_read_through_indexes(nodes: list[dict[str, Any]]) -> None:
+    scans = [node["Node Type"] for node in nodes if node.get("Relation Name") == "jobs"]
+    assert "Seq Scan" not in scans
+    indexes = {node["Index Name"] for node in nodes if "Index Name" in node}
+    assert {"jobs_queued_owner_idx", "jobs_leased_owner_idx", "jobs_pkey"} <= indexes
+
+
 @pytest.mark.parametrize("n", [1, 16])
 async def test_claim_reads_jobs_only_through_indexes_on_a_small_table(
     store: JobStore, db_connection: Connection, n: int
@@ -57,17 +76,17 @@ async def test_claim_reads_jobs_only_through_indexes_on_a_small_table(
     await insert_jobs(db_connection, "running", N_RUNNING)
     await db_connection.execute("ANALYZE jobs")
 
-    # Parameters as the store binds them. EXPLAIN without ANALYZE plans the
-    # UPDATE but does not run it.
-    params = {"worker": "w1", "n": n, "per_owner": 2 * n, "lease_seconds": 30.0}
-    cursor = await db_connection.execute(
-        "EXPLAIN (FORMAT JSON) " + statements.CLAIM_JOBS, params, prepare=False
-    )
-    row = await cursor.fetchone()
-    assert row is not None
-    nodes = list(plan_nodes(row[0][0]["Plan"]))
+    assert_jobs_read_through_indexes(await claim_plan(db_connection, n))
 
-    scans = [node["Node Type"] for node in nodes if node.get("Relation Name") == "jobs"]
-    assert "Seq Scan" not in scans
-    indexes = {node["Index Name"] for node in nodes if "Index Name" in node}
-    assert {"jobs_queued_owner_idx", "jobs_leased_owner_idx", "jobs_pkey"} <= indexes
+
+async def test_claim_reads_through_indexes_when_statistics_say_no_job_is_ready(
+    store: JobStore, db_connection: Connection
+) -> None:
+    # Analysed while every job waited (a hold, or a backoff), then all made
+    # ready at once: the statistics still say none is.
+    await insert_jobs(db_connection, "queued", 20 * N_QUEUED)
+    await db_connection.execute("UPDATE jobs SET run_after = 'infinity'")
+    await db_connection.execute("ANALYZE jobs")
+    await db_connection.execute("UPDATE jobs SET run_after = now()")
+
+    assert_jobs_read_through_indexes(await claim_plan(db_connection, 2))
