@@ -8,9 +8,11 @@ local server as postgres), dropped at the end. Prints a table and writes the
 figures, sizes, machine and commit to one JSON file per run.
 
     python benchmarks/bench.py [BENCHMARK ...] [--quick] [--runs N] [--out DIR]
+    python benchmarks/bench.py --markdown RUN.json
 
 BENCHMARK is any of drain, submit, latency, fairness, history, seed (default:
 all). --quick shrinks every size for a look in seconds rather than minutes.
+--markdown prints the table of a stored run in Markdown, for the docs.
 """
 
 from __future__ import annotations
@@ -26,7 +28,13 @@ from pathlib import Path
 
 from platform_bench.figures import Outcome
 from platform_bench.harness import BenchContext, server_url_from_env
-from platform_bench.report import machine_info, text_table, write_json
+from platform_bench.report import (
+    machine_info,
+    markdown_table,
+    read_figures,
+    text_table,
+    write_json,
+)
 
 # Each is the module platform_bench.<name>, with run(ctx) -> Outcome.
 BENCHMARKS = ("drain", "submit", "latency", "fairness", "history", "seed")
@@ -54,6 +62,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument(
+        "--markdown",
+        type=Path,
+        metavar="RUN_JSON",
+        help="print a stored run's table in Markdown and exit",
+    )
+    parser.add_argument(
         "--log-level", default="INFO", help="services' log level (default INFO)"
     )
     parser.add_argument(
@@ -75,6 +89,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.markdown is not None:
+        print(markdown_table(read_figures(args.markdown)))
+        return 0
     names = args.benchmarks or list(BENCHMARKS)
     started_at = datetime.now(UTC)
     server_url = server_url_from_env()

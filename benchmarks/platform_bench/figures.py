@@ -24,6 +24,14 @@ class Target:
     def text(self) -> str:
         return f"{'>=' if self.at_least else '<='} {self.value:,g}"
 
+    @classmethod
+    def parse(cls, text: str) -> Target:
+        """The target `text()` wrote, e.g. ">= 20,000"."""
+        sign, _, value = text.partition(" ")
+        if sign not in (">=", "<="):
+            raise ValueError(f"target {text!r} must start with >= or <=")
+        return cls(float(value.replace(",", "")), at_least=sign == ">=")
+
 
 def at_least(value: float) -> Target:
     return Target(value, at_least=True)
@@ -79,6 +87,21 @@ class Figure:
             "note": self.note or None,
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Figure:
+        """A figure as `to_dict` wrote it to a run's JSON file."""
+        target = data.get("target")
+        return cls(
+            benchmark=data["benchmark"],
+            name=data["name"],
+            unit=data["unit"],
+            runs=[_from_json_number(v) for v in data["runs"]],
+            baseline_runs=[_from_json_number(v) for v in data["baseline_runs"]],
+            baseline=data.get("baseline") or "",
+            target=None if target is None else Target.parse(target),
+            note=data.get("note") or "",
+        )
+
 
 def median(values: Sequence[float]) -> float:
     finite = [v for v in values if not math.isnan(v)]
@@ -103,6 +126,10 @@ def jain_index(shares: Sequence[float]) -> float:
     if not shares or squares == 0:
         return math.nan
     return total * total / (len(shares) * squares)
+
+
+def _from_json_number(value: float | None) -> float:
+    return math.nan if value is None else float(value)
 
 
 def _json_number(value: float) -> float | None:

@@ -56,6 +56,16 @@ def markdown_table(figures: Sequence[Figure]) -> str:
     return "\n".join(lines)
 
 
+def read_figures(path: Path) -> list[Figure]:
+    """The figures of a run's JSON file, in the order they were measured."""
+    document = json.loads(path.read_text())
+    return [
+        Figure.from_dict(figure)
+        for outcome in document["benchmarks"].values()
+        for figure in outcome["figures"]
+    ]
+
+
 def machine_info(server_url: str) -> dict[str, Any]:
     with psycopg.connect(server_url) as conn:
         row = conn.execute("SHOW server_version").fetchone()

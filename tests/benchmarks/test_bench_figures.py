@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from platform_bench.figures import (  # noqa: E402
     jain_index,
     percentile,
 )
+from platform_bench.report import markdown_table, read_figures, table_rows  # noqa: E402
 
 
 def test_percentile_takes_the_nearest_rank() -> None:
@@ -44,3 +46,35 @@ def test_figure_meets_its_target_by_the_median_of_its_runs() -> None:
     assert faster.median == 110.0 and faster.met is True
     assert slower.median == 30.0 and slower.met is False
     assert Figure("x", "y", "").met is None
+
+
+def test_figure_read_back_from_its_json_form_prints_the_same_row() -> None:
+    figure = Figure(
+        "drain",
+        "jobs/s, release to last SUCCEEDED",
+        "jobs/s",
+        runs=[250.0, 255.5, math.nan],
+        baseline_runs=[1_600.0],
+        baseline="raw SKIP LOCKED loop",
+        target=at_least(20_000.0),
+        note="20,000 jobs",
+    )
+    latency = Figure("latency", "p99", "ms", runs=[6.5], target=at_most(25.0))
+
+    read = [Figure.from_dict(f.to_dict()) for f in (figure, latency)]
+
+    assert table_rows(read) == table_rows([figure, latency])
+    assert read[0].target == figure.target
+    assert read[1].target == latency.target
+
+
+def test_markdown_table_of_a_stored_run_has_a_row_per_figure(tmp_path: Path) -> None:
+    figure = Figure("seed", "wall time", "s", runs=[173.0], target=at_most(300.0))
+    run = {"benchmarks": {"seed": {"figures": [figure.to_dict()], "details": {}}}}
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps(run))
+
+    table = markdown_table(read_figures(path)).splitlines()
+
+    assert table[0] == "| benchmark | figure | median | baseline | target | met? |"
+    assert table[2] == "| seed | wall time | 173 s | - | <= 300 | yes |"
