@@ -124,7 +124,7 @@ def load_versioned_candles(
 
 def _synthetic(spec: BacktestSpec) -> Candles:
     # Even a few candles cost whole chunks of several random streams (about
-    # 1.5 ms for a day of 5-minute candles, far more than their backtest),
+    # 1.5 ms for four hours of 5-minute candles, far more than their backtest),
     # so a burst of jobs on one series generates it once. A synthetic
     # series never changes within a release: one version fits all.
     cache = candle_cache()
