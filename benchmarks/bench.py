@@ -18,11 +18,13 @@ all). --quick shrinks every size for a look in seconds rather than minutes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -76,6 +78,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="DIR",
         help="profile each service with cProfile into DIR (slows them down)",
     )
+    parser.add_argument(
+        "--logs",
+        type=Path,
+        metavar="DIR",
+        help="keep the services' logs in DIR (default: a temporary directory)",
+    )
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
@@ -99,10 +107,10 @@ def main(argv: list[str] | None = None) -> int:
 
     outcomes: dict[str, Outcome] = {}
     errors: dict[str, str] = {}
-    with tempfile.TemporaryDirectory(prefix="backcast-bench-") as log_dir:
+    with _log_dir(args.logs) as log_dir:
         ctx = BenchContext(
             server_url=server_url,
-            log_dir=Path(log_dir),
+            log_dir=log_dir,
             runs=args.runs,
             quick=args.quick,
             log_level=args.log_level.upper(),
@@ -141,6 +149,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"figures written to {path}")
     return 1 if errors else 0
+
+
+@contextlib.contextmanager
+def _log_dir(kept: Path | None) -> Iterator[Path]:
+    if kept is not None:
+        kept.mkdir(parents=True, exist_ok=True)
+        yield kept
+        return
+    with tempfile.TemporaryDirectory(prefix="backcast-bench-") as temporary:
+        yield Path(temporary)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,9 @@ TARGET_JOBS_PER_SECOND = 20_000.0
 WARM_UP_JOBS_PER_SLOT = 5
 # Jobs one raw claim takes: as many as the platform's slots.
 RAW_BATCH_PER_CORE = 1
+# Attempts the worker holds beyond its slots, as a worker for short
+# backtests is set up (`--prefetch`): half of them are claimed at a time.
+PREFETCH_PER_SLOT = 16
 
 
 def run(ctx: BenchContext) -> Outcome:
@@ -41,8 +44,14 @@ def run(ctx: BenchContext) -> Outcome:
     )
     cpu_runs: list[dict[str, float]] = []
     with fresh_database(ctx.server_url) as url:
+        prefetch = PREFETCH_PER_SLOT * ctx.n_cores
         with running_platform(
-            ctx, url, n_workers=1, slots_per_worker=ctx.n_cores, name=NAME
+            ctx,
+            url,
+            n_workers=1,
+            slots_per_worker=ctx.n_cores,
+            extra_env={"BACKCAST_WORKER_PREFETCH": str(prefetch)},
+            name=NAME,
         ) as platform:
             warm_up(url, platform, ctx.n_cores)
             for index in range(ctx.runs):
@@ -56,6 +65,7 @@ def run(ctx: BenchContext) -> Outcome:
         "n_jobs": n_jobs,
         "n_workers": 1,
         "slots_per_worker": ctx.n_cores,
+        "prefetch": prefetch,
         # Per job: CPU seconds of each process, transactions, and
         # sequential scans of `jobs` with the rows they read.
         "cpu_seconds_per_job": [

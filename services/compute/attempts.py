@@ -78,6 +78,10 @@ class AttemptRunner:
     def n_slots(self) -> int:
         return self._slots.n_slots
 
+    @property
+    def prefetch(self) -> int:
+        return self._prefetch
+
     def n_free_slots(self) -> int:
         """Attempts this worker can take now: its free slots, plus room for
         `prefetch` attempts waiting for a slot.
@@ -165,6 +169,7 @@ class AttemptRunner:
         """Kill every slot and forget every attempt; their leases expire."""
         for task in self._tasks:
             task.cancel()
+        self._reporter.close()
         self._slots.close()
 
     def _start_waiting(self) -> None:
@@ -189,10 +194,23 @@ class AttemptRunner:
         result = await outcome
         attempt.slot = None
         self._start_waiting()
-        # The freed slot is announced at once; the report that follows
-        # changes no capacity and waits for the next regular heartbeat.
-        self.changed.set()
+        # The report that follows changes no capacity and waits for the next
+        # regular heartbeat.
+        if self._wants_work():
+            self.changed.set()
         await self._conclude(attempt, result)
+
+    def _wants_work(self) -> bool:
+        """Whether freed room is worth a heartbeat now.
+
+        An idle slot always is. Room among the prefetched is announced once
+        half of it is free, so that short backtests are claimed and
+        assigned in batches rather than one per freed slot; the other half
+        keeps the slots busy while the batch is on its way.
+        """
+        if self._slots.n_free > 0 and not self._waiting:
+            return True
+        return self.n_free_slots() >= max(1, self._prefetch // 2)
 
     async def _conclude(self, attempt: _Attempt, outcome: Outcome) -> None:
         try:

@@ -164,6 +164,7 @@ class SchedulerConnection:
         return pb.WorkerHello(
             worker_id=self._worker_id,
             n_slots=self._runner.n_slots,
+            n_prefetch=self._runner.prefetch,
             version=self._version,
             held_leases=_held_to_proto(self._runner.held_leases()),
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from dataclasses import dataclass
 from enum import Enum
 
@@ -18,8 +19,13 @@ from backcast.v1 import scheduler_service_pb2_grpc
 
 logger = logging.getLogger(__name__)
 
-# Deadline of one CompleteAttempt call; results of a few MiB fit well within.
+# Deadline of one report call; results of a few MiB fit well within.
 REPORT_TIMEOUT_SECONDS = 30.0
+
+# Bounds of one CompleteAttempts call, within the scheduler's 1,000 reports
+# and far from the 64 MiB message limit; a larger report goes alone.
+MAX_REPORTS_PER_CALL = 500
+MAX_BATCH_BYTES = 8 * 1024 * 1024
 
 # Codes after which the same report is sent again: the scheduler or its
 # database is away for now (a restart, a network cut).
@@ -55,8 +61,21 @@ class Delivery(Enum):
     REJECTED = "rejected"
 
 
+@dataclass(eq=False)
+class _Pending:
+    """A report waiting for its delivery."""
+
+    ref: AttemptRef
+    request: pb.CompleteAttemptRequest
+    delivery: asyncio.Future[Delivery]
+
+
 class Reporter:
-    """Sends CompleteAttempt with the lease's fencing token.
+    """Sends reports with the lease's fencing token, in CompleteAttempts calls.
+
+    One call is in flight at a time; the reports that end while it is, go
+    together in the next one. Short backtests end many at a time, and then
+    the scheduler stores a whole batch in one statement.
 
     Retrying is safe because the scheduler applies a report at most once and
     answers a repeat with success. A report outlives a scheduler restart: the
@@ -73,45 +92,145 @@ class Reporter:
         self._stub = stub
         self._worker_id = worker_id
         self._timeout_seconds = timeout_seconds
+        self._queue: deque[_Pending] = deque()
+        self._sender: asyncio.Task[None] | None = None
+        # Cleared when the scheduler does not know CompleteAttempts (an
+        # older version, during a rolling upgrade).
+        self._batches_known = True
 
     async def report(self, ref: AttemptRef, report: Report) -> Delivery:
-        request = self._request(ref, report)
+        """Deliver `report`; returns once the scheduler took or refused it."""
+        delivery = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(ref, self._request(ref, report), delivery))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_queued())
+        return await delivery
+
+    def close(self) -> None:
+        """Stop sending; reports not yet delivered are abandoned (their
+        leases expire and the attempts run again)."""
+        if self._sender is not None:
+            self._sender.cancel()
+        while self._queue:
+            self._queue.popleft().delivery.cancel()
+
+    async def _send_queued(self) -> None:
+        while self._queue:
+            batch = self._next_batch()
+            try:
+                if self._batches_known:
+                    await self._deliver_batch(batch)
+                else:
+                    for pending in batch:
+                        _settle(pending, await self._deliver_alone(pending))
+            except Exception as exc:  # noqa: BLE001 - each reporter logs it
+                for pending in batch:
+                    if not pending.delivery.done():
+                        pending.delivery.set_exception(exc)
+            finally:
+                for pending in batch:
+                    pending.delivery.cancel()  # no-op once settled
+
+    def _next_batch(self) -> list[_Pending]:
+        batch = [self._queue.popleft()]
+        n_bytes = batch[0].request.ByteSize()
+        while self._queue and len(batch) < MAX_REPORTS_PER_CALL:
+            n_bytes += self._queue[0].request.ByteSize()
+            if n_bytes > MAX_BATCH_BYTES:
+                break
+            batch.append(self._queue.popleft())
+        return batch
+
+    async def _deliver_batch(self, batch: list[_Pending]) -> None:
+        request = pb.CompleteAttemptsRequest(reports=[p.request for p in batch])
         backoff = Backoff(initial_seconds=0.2, cap_seconds=5.0)
-        fields = {
+        while True:
+            try:
+                response = await self._stub.CompleteAttempts(
+                    request, timeout=self._timeout_seconds
+                )
+            except grpc.aio.AioRpcError as exc:
+                code = exc.code()
+                if code == grpc.StatusCode.UNIMPLEMENTED:
+                    self._batches_known = False
+                    for pending in batch:
+                        _settle(pending, await self._deliver_alone(pending))
+                    return
+                if code not in RETRYABLE_CODES:
+                    for pending in batch:
+                        self._log_rejected(pending, code.name)
+                        _settle(pending, Delivery.REJECTED)
+                    return
+                delay = backoff.next_delay()
+                self._log_retry(batch, code.name, delay)
+                await asyncio.sleep(delay)
+                continue
+            receipts = list(response.receipts)
+            for index, pending in enumerate(batch):
+                verdict = receipts[index].verdict if index < len(receipts) else None
+                _settle(pending, self._delivery_of(pending, verdict))
+            return
+
+    def _delivery_of(self, pending: _Pending, verdict: int | None) -> Delivery:
+        if verdict == pb.REPORT_VERDICT_ACCEPTED:
+            return Delivery.ACCEPTED
+        if verdict == pb.REPORT_VERDICT_LEASE_LOST:
+            self._log_lease_lost(pending)
+            return Delivery.LEASE_LOST
+        self._log_rejected(pending, "REJECTED")
+        return Delivery.REJECTED
+
+    async def _deliver_alone(self, pending: _Pending) -> Delivery:
+        backoff = Backoff(initial_seconds=0.2, cap_seconds=5.0)
+        while True:
+            try:
+                await self._stub.CompleteAttempt(
+                    pending.request, timeout=self._timeout_seconds
+                )
+                return Delivery.ACCEPTED
+            except grpc.aio.AioRpcError as exc:
+                code = exc.code()
+                if code == grpc.StatusCode.ABORTED:
+                    self._log_lease_lost(pending)
+                    return Delivery.LEASE_LOST
+                if code not in RETRYABLE_CODES:
+                    self._log_rejected(pending, code.name)
+                    return Delivery.REJECTED
+                delay = backoff.next_delay()
+                self._log_retry([pending], code.name, delay)
+            await asyncio.sleep(delay)
+
+    def _fields(self, ref: AttemptRef) -> dict[str, object]:
+        return {
             JOB_ID: ref.job_id,
             FENCING_TOKEN: ref.fencing_token,
             ATTEMPT: ref.attempt,
             WORKER: self._worker_id,
         }
-        while True:
-            try:
-                await self._stub.CompleteAttempt(request, timeout=self._timeout_seconds)
-                return Delivery.ACCEPTED
-            except grpc.aio.AioRpcError as exc:
-                code = exc.code()
-                if code == grpc.StatusCode.ABORTED:
-                    logger.warning(
-                        "lease lost; attempt dropped",
-                        extra={EVENT: "report_lease_lost", **fields},
-                    )
-                    return Delivery.LEASE_LOST
-                if code not in RETRYABLE_CODES:
-                    logger.error(
-                        "report rejected",
-                        extra={EVENT: "report_rejected", "code": code.name, **fields},
-                    )
-                    return Delivery.REJECTED
-                delay = backoff.next_delay()
-                logger.warning(
-                    "report not delivered; retrying",
-                    extra={
-                        EVENT: "report_retry",
-                        "code": code.name,
-                        "delay_seconds": round(delay, 3),
-                        **fields,
-                    },
-                )
-            await asyncio.sleep(delay)
+
+    def _log_lease_lost(self, pending: _Pending) -> None:
+        logger.warning(
+            "lease lost; attempt dropped",
+            extra={EVENT: "report_lease_lost", **self._fields(pending.ref)},
+        )
+
+    def _log_rejected(self, pending: _Pending, code: str) -> None:
+        logger.error(
+            "report rejected",
+            extra={EVENT: "report_rejected", "code": code, **self._fields(pending.ref)},
+        )
+
+    def _log_retry(self, batch: list[_Pending], code: str, delay: float) -> None:
+        for pending in batch:
+            logger.warning(
+                "report not delivered; retrying",
+                extra={
+                    EVENT: "report_retry",
+                    "code": code,
+                    "delay_seconds": round(delay, 3),
+                    **self._fields(pending.ref),
+                },
+            )
 
     def _request(self, ref: AttemptRef, report: Report) -> pb.CompleteAttemptRequest:
         request = pb.CompleteAttemptRequest(
@@ -138,3 +257,8 @@ class Reporter:
         else:
             request.cancelled.SetInParent()
         return request
+
+
+def _settle(pending: _Pending, delivery: Delivery) -> None:
+    if not pending.delivery.done():
+        pending.delivery.set_result(delivery)

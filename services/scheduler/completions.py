@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
 
 from backcast.errors import LeaseLost
 from backcast.jobqueue.jobs import JobState, StoredResult
@@ -14,6 +15,16 @@ from backcast.scheduler.sessions import SessionRegistry
 from backcast.telemetry import EVENT, FENCING_TOKEN, JOB_ID, WORKER
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ResultReport:
+    """A worker's report that the attempt under `fencing_token` succeeded."""
+
+    job_id: int
+    fencing_token: int
+    worker: str
+    result: StoredResult
 
 
 class Completions:
@@ -35,6 +46,40 @@ class Completions:
     ) -> JobState:
         stored = self._store.complete(job_id, fencing_token, result)
         return await self._record(job_id, fencing_token, worker, "result", stored)
+
+    async def record_results(
+        self, reports: Sequence[ResultReport]
+    ) -> list[JobState | LeaseLost]:
+        """`record_result` for many reports with one store call; returns, in
+        order, each job's final state or the LeaseLost it raised."""
+        # A job named twice (a worker bug) has its first report batched and
+        # the others recorded alone, where they read as repeats or lost leases.
+        firsts: dict[int, ResultReport] = {}
+        for report in reports:
+            firsts.setdefault(report.job_id, report)
+        for report in firsts.values():
+            self._mark_finished(report.job_id, report.fencing_token, report.worker)
+        states = await self._store.complete_many(
+            [(r.job_id, r.fencing_token, r.result) for r in firsts.values()]
+        )
+        outcomes: list[JobState | LeaseLost] = []
+        for report in reports:
+            if firsts[report.job_id] is report:
+                state = states[report.job_id]
+                self._settle(report.job_id, report.fencing_token, report.worker)
+                self._log_recorded(
+                    report.job_id, report.fencing_token, report.worker, "result", state
+                )
+                outcomes.append(state)
+                continue
+            job_id, token, worker = report.job_id, report.fencing_token, report.worker
+            try:
+                outcomes.append(
+                    await self.record_result(job_id, token, worker, report.result)
+                )
+            except LeaseLost as exc:
+                outcomes.append(exc)
+        return outcomes
 
     async def record_failure(
         self,
@@ -81,20 +126,34 @@ class Completions:
         outcome: str,
         stored: Awaitable[JobState],
     ) -> JobState:
-        fields = {JOB_ID: job_id, FENCING_TOKEN: fencing_token, WORKER: worker}
         # Marked before the store call: a heartbeat renewed meanwhile finds
         # the job ended and would otherwise take its lease for lost.
         self._mark_finished(job_id, fencing_token, worker)
         try:
             state = await stored
-        except LeaseLost:
+        except LeaseLost as exc:
             self._settle(job_id, fencing_token, worker)
+            self._log_recorded(job_id, fencing_token, worker, outcome, exc)
+            raise
+        self._settle(job_id, fencing_token, worker)
+        self._log_recorded(job_id, fencing_token, worker, outcome, state)
+        return state
+
+    @staticmethod
+    def _log_recorded(
+        job_id: int,
+        fencing_token: int,
+        worker: str,
+        outcome: str,
+        state: JobState | LeaseLost,
+    ) -> None:
+        fields = {JOB_ID: job_id, FENCING_TOKEN: fencing_token, WORKER: worker}
+        if isinstance(state, LeaseLost):
             logger.warning(
                 "report for a lost lease rejected",
                 extra={EVENT: "report_rejected", "outcome": outcome, **fields},
             )
-            raise
-        self._settle(job_id, fencing_token, worker)
+            return
         logger.info(
             "attempt recorded",
             extra={
@@ -104,7 +163,6 @@ class Completions:
                 **fields,
             },
         )
-        return state
 
     def _mark_finished(self, job_id: int, fencing_token: int, worker: str) -> None:
         session = self._registry.get(worker)

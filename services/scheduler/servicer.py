@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator
 import grpc
 
 from backcast.engine.spec import BacktestSpec
-from backcast.errors import InvalidArgument, Unavailable
+from backcast.errors import InvalidArgument, LeaseLost, Unavailable
 from backcast.jobqueue.jobs import HeldLease, Lease
 from backcast.jobqueue.results import stored_result
 from backcast.rpc.translate import result_from_proto, spec_to_proto
-from backcast.scheduler.completions import Completions
+from backcast.scheduler.completions import Completions, ResultReport
 from backcast.scheduler.config import SchedulerConfig
 from backcast.scheduler.dispatcher import Dispatcher
 from backcast.scheduler.leases import LeaseKeeper
@@ -33,6 +33,11 @@ logger = logging.getLogger(__name__)
 
 MAX_WORKER_ID_LENGTH = 200
 MAX_SLOTS = 4096
+MAX_PREFETCH = 4096
+MAX_REPORTS_PER_CALL = 1000
+
+ACCEPTED = pb.ReportReceipt(verdict=pb.REPORT_VERDICT_ACCEPTED)
+LEASE_LOST = pb.ReportReceipt(verdict=pb.REPORT_VERDICT_LEASE_LOST)
 
 
 class SchedulerServicer(scheduler_service_pb2_grpc.SchedulerServiceServicer):
@@ -65,7 +70,9 @@ class SchedulerServicer(scheduler_service_pb2_grpc.SchedulerServiceServicer):
         hello = _hello_from_proto(first)
         held = tuple(_held_from_proto(h) for h in hello.held_leases)
 
-        session = WorkerSession(hello.worker_id, hello.n_slots, hello.version)
+        session = WorkerSession(
+            hello.worker_id, hello.n_slots, hello.version, n_prefetch=hello.n_prefetch
+        )
         session.record_hello(held)
         replaced = self._registry.add(session) is not None
         logger.info(
@@ -74,6 +81,7 @@ class SchedulerServicer(scheduler_service_pb2_grpc.SchedulerServiceServicer):
                 EVENT: "worker_connected",
                 WORKER: session.worker_id,
                 "n_slots": session.n_slots,
+                "n_prefetch": session.n_prefetch,
                 "n_held_leases": len(held),
                 "version": session.version,
                 "replaced_session": replaced,
@@ -165,6 +173,56 @@ class SchedulerServicer(scheduler_service_pb2_grpc.SchedulerServiceServicer):
             )
         return pb.CompleteAttemptResponse()
 
+    async def CompleteAttempts(
+        self,
+        request: pb.CompleteAttemptsRequest,
+        context: grpc.aio.ServicerContext[
+            pb.CompleteAttemptsRequest, pb.CompleteAttemptsResponse
+        ],
+    ) -> pb.CompleteAttemptsResponse:
+        n = len(request.reports)
+        if not 0 < n <= MAX_REPORTS_PER_CALL:
+            raise InvalidArgument.of(
+                "reports", f"holds {n} reports; send 1 to {MAX_REPORTS_PER_CALL}"
+            )
+        receipts: list[pb.ReportReceipt | None] = [None] * n
+        # Results, the common case, are stored together; failures and
+        # cancels are rare and take the single-report path.
+        results: list[tuple[int, ResultReport]] = []
+        for index, report in enumerate(request.reports):
+            outcome = report.WhichOneof("outcome")
+            try:
+                if outcome == "result":
+                    results.append((index, _result_report(report)))
+                else:
+                    await self.CompleteAttempt(report, context)
+                    receipts[index] = ACCEPTED
+            except LeaseLost:
+                receipts[index] = LEASE_LOST
+            except InvalidArgument as exc:
+                receipts[index] = _rejected(exc)
+        states = await self._completions.record_results([r for _, r in results])
+        for (index, _), state in zip(results, states, strict=True):
+            receipts[index] = LEASE_LOST if isinstance(state, LeaseLost) else ACCEPTED
+        return pb.CompleteAttemptsResponse(receipts=receipts)
+
+
+def _result_report(request: pb.CompleteAttemptRequest) -> ResultReport:
+    return ResultReport(
+        job_id=request.job_id,
+        fencing_token=request.fencing_token,
+        worker=request.worker_id,
+        result=stored_result(result_from_proto(request.result)),
+    )
+
+
+def _rejected(error: InvalidArgument) -> pb.ReportReceipt:
+    return pb.ReportReceipt(
+        verdict=pb.REPORT_VERDICT_REJECTED,
+        detail="; ".join(f"{v.field}: {v.description}" for v in error.violations)
+        or error.message,
+    )
+
 
 def _hello_from_proto(request: pb.ConnectRequest) -> pb.WorkerHello:
     if request.WhichOneof("message") != "hello":
@@ -179,6 +237,11 @@ def _hello_from_proto(request: pb.ConnectRequest) -> pb.WorkerHello:
     if not 0 < hello.n_slots <= MAX_SLOTS:
         raise InvalidArgument.of(
             "hello.n_slots", f"{hello.n_slots} is outside [1, {MAX_SLOTS}]"
+        )
+    if not 0 <= hello.n_prefetch <= MAX_PREFETCH:
+        raise InvalidArgument.of(
+            "hello.n_prefetch",
+            f"{hello.n_prefetch} is outside [0, {MAX_PREFETCH}]",
         )
     return hello
 

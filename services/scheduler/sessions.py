@@ -65,10 +65,12 @@ class WorkerSession:
         n_slots: int,
         version: str,
         *,
+        n_prefetch: int = 0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.worker_id = worker_id
         self.n_slots = n_slots
+        self.n_prefetch = n_prefetch
         self.version = version
         self.draining = False
         self.closed = False
@@ -96,7 +98,8 @@ class WorkerSession:
         """Take in a heartbeat; return every lease to renew for the worker."""
         self._n_heartbeats += 1
         self._heartbeat_at = self._clock()
-        self._n_free_slots = max(0, min(heartbeat.n_free_slots, self.n_slots))
+        most = self.n_slots + self.n_prefetch
+        self._n_free_slots = max(0, min(heartbeat.n_free_slots, most))
         self.draining = heartbeat.draining
         self._reported = {h.job_id: h.fencing_token for h in heartbeat.held}
 

@@ -307,6 +307,65 @@ ended AS (
 SELECT state FROM finished
 """
 
+# COMPLETE_JOB for many reports at once: one statement and one commit for
+# a worker's whole batch. `reported` pairs each report's columns by
+# position; JSON travels as one array each (see SUBMIT_JOBS). Job ids must
+# differ within a batch. Reports whose fenced write matched nothing are
+# missing from the answer, and the caller tells repeats from lost leases.
+COMPLETE_JOBS = """
+WITH reported AS (
+    SELECT t.job_id, t.fencing_token, t.trade_records, t.account_fills,
+           t.data_version, m.metrics, e.equity_curve
+    FROM unnest(%(job_ids)s::bigint[], %(fencing_tokens)s::bigint[],
+                %(trade_records)s::bytea[], %(account_fills)s::bytea[],
+                %(data_versions)s::text[])
+         WITH ORDINALITY AS t(job_id, fencing_token, trade_records,
+                              account_fills, data_version, position)
+    JOIN jsonb_array_elements(%(metrics)s::jsonb)
+         WITH ORDINALITY AS m(metrics, position) USING (position)
+    JOIN jsonb_array_elements(%(equity_curves)s::jsonb)
+         WITH ORDINALITY AS e(equity_curve, position) USING (position)
+),
+finished AS (
+    UPDATE jobs AS j SET
+        state = CASE j.state WHEN 'cancelling' THEN 'cancelled' ELSE 'succeeded' END,
+        progress = CASE j.state WHEN 'cancelling' THEN j.progress ELSE 1 END,
+        error_reason = CASE j.state WHEN 'cancelling' THEN 'CANCELLED' END,
+        error_message = CASE j.state
+            WHEN 'cancelling' THEN 'cancelled by request' END,
+        lease_holder = NULL,
+        lease_expires_at = NULL,
+        finished_at = now(),
+        updated_at = now()
+    FROM reported AS r
+    WHERE j.id = r.job_id
+      AND j.fencing_token = r.fencing_token
+      AND j.state IN ('running', 'cancelling')
+    RETURNING j.id, j.state, j.attempt
+),
+stored AS (
+    INSERT INTO results (
+        job_id, metrics, trade_records, equity_curve, account_fills,
+        data_version
+    )
+    SELECT f.id, r.metrics, r.trade_records, r.equity_curve, r.account_fills,
+           r.data_version
+    FROM finished AS f
+    JOIN reported AS r ON r.job_id = f.id
+    WHERE f.state = 'succeeded'
+),
+ended AS (
+    UPDATE attempts AS a SET
+        outcome = CASE f.state WHEN 'succeeded' THEN 'succeeded' ELSE 'cancelled' END,
+        error_message = CASE f.state
+            WHEN 'cancelled' THEN 'cancelled; its result was discarded' END,
+        finished_at = now()
+    FROM finished AS f
+    WHERE a.job_id = f.id AND a.attempt = f.attempt
+)
+SELECT id, state FROM finished
+"""
+
 # The next state is decided once, on the locked row, and then drives every
 # column that depends on it.
 FAIL_JOB = """

@@ -437,6 +437,43 @@ class JobStore:
             return await self._repeated_finish(job_id, fencing_token)
         return self._finished(job_id, fencing_token, row["state"])
 
+    async def complete_many(
+        self, reports: Sequence[tuple[int, int, StoredResult]]
+    ) -> dict[int, JobState | LeaseLost]:
+        """`complete` for each (job id, fencing token, result), in one
+        statement and one transaction; job ids must differ.
+
+        Returns each job's final state, or the LeaseLost that `complete`
+        would have raised for it.
+        """
+        if not reports:
+            return {}
+        tokens = {job_id: token for job_id, token, _ in reports}
+        if len(tokens) < len(reports):
+            raise ValueError("a batch of results names a job twice")
+        params = {
+            "job_ids": list(tokens),
+            "fencing_tokens": list(tokens.values()),
+            "trade_records": [result.trade_records for _, _, result in reports],
+            "account_fills": [result.account_fills for _, _, result in reports],
+            "data_versions": [result.data_version for _, _, result in reports],
+            "metrics": Jsonb([result.metrics for _, _, result in reports]),
+            "equity_curves": Jsonb([result.equity_curve for _, _, result in reports]),
+        }
+        rows = await self._fetch_all(statements.COMPLETE_JOBS, params, prepare=True)
+        states: dict[int, JobState | LeaseLost] = {
+            row["id"]: self._finished(row["id"], tokens[row["id"]], row["state"])
+            for row in rows
+        }
+        for job_id, fencing_token in tokens.items():
+            if job_id in states:
+                continue
+            try:
+                states[job_id] = await self._repeated_finish(job_id, fencing_token)
+            except LeaseLost as exc:
+                states[job_id] = exc
+        return states
+
     async def fail(
         self,
         job_id: int,

@@ -9,6 +9,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -19,6 +20,32 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _ReportVerdict:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ReportVerdictEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReportVerdict.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REPORT_VERDICT_UNSPECIFIED: _ReportVerdict.ValueType  # 0
+    REPORT_VERDICT_ACCEPTED: _ReportVerdict.ValueType  # 1
+    """Recorded now, or by an earlier call (a repeat changes nothing)."""
+    REPORT_VERDICT_LEASE_LOST: _ReportVerdict.ValueType  # 2
+    """The token is not the job's current one: drop the attempt."""
+    REPORT_VERDICT_REJECTED: _ReportVerdict.ValueType  # 3
+    """The report itself is malformed (see detail); sending it again cannot help."""
+
+class ReportVerdict(_ReportVerdict, metaclass=_ReportVerdictEnumTypeWrapper):
+    """What became of one report of a CompleteAttempts call."""
+
+REPORT_VERDICT_UNSPECIFIED: ReportVerdict.ValueType  # 0
+REPORT_VERDICT_ACCEPTED: ReportVerdict.ValueType  # 1
+"""Recorded now, or by an earlier call (a repeat changes nothing)."""
+REPORT_VERDICT_LEASE_LOST: ReportVerdict.ValueType  # 2
+"""The token is not the job's current one: drop the attempt."""
+REPORT_VERDICT_REJECTED: ReportVerdict.ValueType  # 3
+"""The report itself is malformed (see detail); sending it again cannot help."""
+Global___ReportVerdict: _TypeAlias = ReportVerdict  # noqa: Y015
 
 @_typing.final
 class ConnectRequest(_message.Message):
@@ -56,12 +83,17 @@ class WorkerHello(_message.Message):
     N_SLOTS_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     HELD_LEASES_FIELD_NUMBER: _builtins.int
+    N_PREFETCH_FIELD_NUMBER: _builtins.int
     worker_id: _builtins.str
     """Stable for the worker process, e.g. "host-1234"."""
     n_slots: _builtins.int
     """Slots: backtests it runs at once."""
     version: _builtins.str
     """Software version of the worker."""
+    n_prefetch: _builtins.int
+    """Attempts it holds waiting for a slot, beyond its slots, so that short
+    backtests start without a round trip to the scheduler.
+    """
     @_builtins.property
     def held_leases(self) -> _containers.RepeatedCompositeFieldContainer[Global___HeldLease]:
         """Leases the worker still holds from an earlier stream (after a
@@ -75,10 +107,11 @@ class WorkerHello(_message.Message):
         n_slots: _builtins.int = ...,
         version: _builtins.str = ...,
         held_leases: _abc.Iterable[Global___HeldLease] | None = ...,
+        n_prefetch: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["held_leases", b"held_leases", "n_slots", b"n_slots", "version", b"version", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["held_leases", b"held_leases", "n_prefetch", b"n_prefetch", "n_slots", b"n_slots", "version", b"version", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -94,6 +127,9 @@ class WorkerHeartbeat(_message.Message):
     HELD_LEASES_FIELD_NUMBER: _builtins.int
     DRAINING_FIELD_NUMBER: _builtins.int
     n_free_slots: _builtins.int
+    """Attempts it can take now: free slots plus free room among the
+    prefetched, at most n_slots + n_prefetch of the hello.
+    """
     draining: _builtins.bool
     """True once the worker takes no new work (it is shutting down)."""
     @_builtins.property
@@ -376,3 +412,70 @@ class CompleteAttemptResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CompleteAttemptResponse: _TypeAlias = CompleteAttemptResponse  # noqa: Y015
+
+@_typing.final
+class CompleteAttemptsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPORTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def reports(self) -> _containers.RepeatedCompositeFieldContainer[Global___CompleteAttemptRequest]:
+        """1 to 1,000 reports, each as a CompleteAttempt call would carry it."""
+
+    def __init__(
+        self,
+        *,
+        reports: _abc.Iterable[Global___CompleteAttemptRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reports", b"reports"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CompleteAttemptsRequest: _TypeAlias = CompleteAttemptsRequest  # noqa: Y015
+
+@_typing.final
+class CompleteAttemptsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECEIPTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def receipts(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReportReceipt]:
+        """One receipt per report, in the order of the request."""
+
+    def __init__(
+        self,
+        *,
+        receipts: _abc.Iterable[Global___ReportReceipt] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["receipts", b"receipts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CompleteAttemptsResponse: _TypeAlias = CompleteAttemptsResponse  # noqa: Y015
+
+@_typing.final
+class ReportReceipt(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERDICT_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    verdict: Global___ReportVerdict.ValueType
+    detail: _builtins.str
+    """Why a report was rejected; empty otherwise."""
+    def __init__(
+        self,
+        *,
+        verdict: Global___ReportVerdict.ValueType = ...,
+        detail: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "verdict", b"verdict"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportReceipt: _TypeAlias = ReportReceipt  # noqa: Y015

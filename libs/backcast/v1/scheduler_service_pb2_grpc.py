@@ -51,6 +51,11 @@ class SchedulerServiceStub:
                 request_serializer=backcast_dot_v1_dot_scheduler__service__pb2.CompleteAttemptRequest.SerializeToString,
                 response_deserializer=backcast_dot_v1_dot_scheduler__service__pb2.CompleteAttemptResponse.FromString,
                 _registered_method=True)
+        self.CompleteAttempts = channel.unary_unary(
+                '/backcast.v1.SchedulerService/CompleteAttempts',
+                request_serializer=backcast_dot_v1_dot_scheduler__service__pb2.CompleteAttemptsRequest.SerializeToString,
+                response_deserializer=backcast_dot_v1_dot_scheduler__service__pb2.CompleteAttemptsResponse.FromString,
+                _registered_method=True)
 
 
 class SchedulerServiceServicer:
@@ -80,6 +85,18 @@ class SchedulerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CompleteAttempts(self, request, context):
+        """Records several attempts' ends in one call, with the same rules as
+        CompleteAttempt applied to each report; workers send the reports that
+        gathered while their previous call was in flight. A report of a lost
+        lease does not fail the call: its receipt says so. UNAVAILABLE (the
+        database is away) means no report is known to be recorded; sending the
+        same call again is safe.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SchedulerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -92,6 +109,11 @@ def add_SchedulerServiceServicer_to_server(servicer, server):
                     servicer.CompleteAttempt,
                     request_deserializer=backcast_dot_v1_dot_scheduler__service__pb2.CompleteAttemptRequest.FromString,
                     response_serializer=backcast_dot_v1_dot_scheduler__service__pb2.CompleteAttemptResponse.SerializeToString,
+            ),
+            'CompleteAttempts': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompleteAttempts,
+                    request_deserializer=backcast_dot_v1_dot_scheduler__service__pb2.CompleteAttemptsRequest.FromString,
+                    response_serializer=backcast_dot_v1_dot_scheduler__service__pb2.CompleteAttemptsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -155,6 +177,33 @@ class SchedulerService:
             '/backcast.v1.SchedulerService/CompleteAttempt',
             backcast_dot_v1_dot_scheduler__service__pb2.CompleteAttemptRequest.SerializeToString,
             backcast_dot_v1_dot_scheduler__service__pb2.CompleteAttemptResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompleteAttempts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backcast.v1.SchedulerService/CompleteAttempts',
+            backcast_dot_v1_dot_scheduler__service__pb2.CompleteAttemptsRequest.SerializeToString,
+            backcast_dot_v1_dot_scheduler__service__pb2.CompleteAttemptsResponse.FromString,
             options,
             channel_credentials,
             insecure,

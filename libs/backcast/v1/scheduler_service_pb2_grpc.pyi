@@ -49,6 +49,14 @@ class SchedulerServiceStub:
     took effect succeeds. ABORTED when the token is not the job's current
     one (the lease was lost; drop the attempt).
     """
+    CompleteAttempts: _grpc.UnaryUnaryMultiCallable[_scheduler_service_pb2.CompleteAttemptsRequest, _scheduler_service_pb2.CompleteAttemptsResponse]
+    """Records several attempts' ends in one call, with the same rules as
+    CompleteAttempt applied to each report; workers send the reports that
+    gathered while their previous call was in flight. A report of a lost
+    lease does not fail the call: its receipt says so. UNAVAILABLE (the
+    database is away) means no report is known to be recorded; sending the
+    same call again is safe.
+    """
 
 @_typing.type_check_only
 class SchedulerServiceAsyncStub(SchedulerServiceStub):
@@ -70,6 +78,14 @@ class SchedulerServiceAsyncStub(SchedulerServiceStub):
     """Records how an attempt ended. Idempotent: repeating a call that already
     took effect succeeds. ABORTED when the token is not the job's current
     one (the lease was lost; drop the attempt).
+    """
+    CompleteAttempts: _aio.UnaryUnaryMultiCallable[_scheduler_service_pb2.CompleteAttemptsRequest, _scheduler_service_pb2.CompleteAttemptsResponse]  # type: ignore[assignment]
+    """Records several attempts' ends in one call, with the same rules as
+    CompleteAttempt applied to each report; workers send the reports that
+    gathered while their previous call was in flight. A report of a lost
+    lease does not fail the call: its receipt says so. UNAVAILABLE (the
+    database is away) means no report is known to be recorded; sending the
+    same call again is safe.
     """
 
 class SchedulerServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -101,6 +117,20 @@ class SchedulerServiceServicer(metaclass=_abc_1.ABCMeta):
         """Records how an attempt ended. Idempotent: repeating a call that already
         took effect succeeds. ABORTED when the token is not the job's current
         one (the lease was lost; drop the attempt).
+        """
+
+    @_abc_1.abstractmethod
+    def CompleteAttempts(
+        self,
+        request: _scheduler_service_pb2.CompleteAttemptsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_scheduler_service_pb2.CompleteAttemptsResponse, _abc.Awaitable[_scheduler_service_pb2.CompleteAttemptsResponse]]:
+        """Records several attempts' ends in one call, with the same rules as
+        CompleteAttempt applied to each report; workers send the reports that
+        gathered while their previous call was in flight. A report of a lost
+        lease does not fail the call: its receipt says so. UNAVAILABLE (the
+        database is away) means no report is known to be recorded; sending the
+        same call again is safe.
         """
 
 def add_SchedulerServiceServicer_to_server(servicer: SchedulerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
