@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import secrets
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -418,6 +419,62 @@ async def test_complete_repeated_returns_the_final_state_and_keeps_one_result(
     assert first is repeated is JobState.SUCCEEDED
     _, result = await read_result(store, job_id)
     assert result == whole(result_of(0.1))
+
+
+async def test_complete_many_stores_each_result_and_names_stale_tokens(
+    store: JobStore,
+) -> None:
+    won, cancelled, stale = [await submit(store) for _ in range(3)]
+    leases = {
+        lease.job_id: lease for lease in await store.claim("w1", 3, lease_seconds=30)
+    }
+    await store.cancel("alice", cancelled)
+    with_fills = dataclasses.replace(
+        result_of(0.1, n_trades=3), account_fills=b"fills", data_version="v7"
+    )
+
+    states = await store.complete_many(
+        [
+            (won, leases[won].fencing_token, with_fills),
+            (cancelled, leases[cancelled].fencing_token, result_of(0.2)),
+            (stale, leases[stale].fencing_token + 1, result_of(0.3)),
+        ]
+    )
+
+    assert states[won] is JobState.SUCCEEDED
+    assert states[cancelled] is JobState.CANCELLED
+    assert isinstance(states[stale], LeaseLost)
+    _, page = await read_result(store, won)
+    assert page == whole(with_fills)
+    job, fills, version = await store.get_account_fills("alice", won)
+    assert (fills, version) == (b"fills", "v7")
+    assert (await store.get("alice", stale)).state is JobState.RUNNING
+    with pytest.raises(ResultNotReady):
+        await read_result(store, cancelled)
+
+
+async def test_complete_many_repeated_returns_the_final_states_again(
+    store: JobStore,
+) -> None:
+    job_ids = [await submit(store) for _ in range(2)]
+    leases = await store.claim("w1", 2, lease_seconds=30)
+    reports = [(lease.job_id, lease.fencing_token, result_of(0.1)) for lease in leases]
+
+    first = await store.complete_many(reports)
+    repeated = await store.complete_many(reports)
+
+    assert first == repeated == dict.fromkeys(job_ids, JobState.SUCCEEDED)
+
+
+async def test_complete_many_refuses_a_job_named_twice(store: JobStore) -> None:
+    job_id = await submit(store)
+    [lease] = await store.claim("w1", 1, lease_seconds=30)
+    report = (job_id, lease.fencing_token, result_of(0.1))
+
+    with pytest.raises(ValueError, match="twice"):
+        await store.complete_many([report, report])
+
+    assert (await store.get("alice", job_id)).state is JobState.RUNNING
 
 
 async def test_retryable_failure_requeues_the_job_after_the_delay(

@@ -28,9 +28,12 @@ async def connect_worker(scheduler: Scheduler) -> AsyncIterator[WorkerFactory]:
     workers: list[FakeWorker] = []
 
     async def connect(
-        worker_id: str = "w1", n_slots: int = 4, held: Sequence[pb.HeldLease] = ()
+        worker_id: str = "w1",
+        n_slots: int = 4,
+        held: Sequence[pb.HeldLease] = (),
+        n_prefetch: int = 0,
     ) -> FakeWorker:
-        worker = FakeWorker(scheduler.port, worker_id, n_slots)
+        worker = FakeWorker(scheduler.port, worker_id, n_slots, n_prefetch)
         await worker.connect(held)
         workers.append(worker)
         return worker

@@ -117,9 +117,12 @@ def empty_result() -> pb.CompleteAttemptRequest:
 class FakeWorker:
     """One Connect stream whose heartbeats each test writes by hand."""
 
-    def __init__(self, port: int, worker_id: str, n_slots: int) -> None:
+    def __init__(
+        self, port: int, worker_id: str, n_slots: int, n_prefetch: int = 0
+    ) -> None:
         self.worker_id = worker_id
         self.n_slots = n_slots
+        self.n_prefetch = n_prefetch
         self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
         self.stub = scheduler_service_pb2_grpc.SchedulerServiceStub(self.channel)
         self.welcome: pb.SchedulerWelcome | None = None
@@ -133,6 +136,7 @@ class FakeWorker:
         hello = pb.WorkerHello(
             worker_id=self.worker_id,
             n_slots=self.n_slots,
+            n_prefetch=self.n_prefetch,
             version="test",
             held_leases=list(held),
         )
@@ -199,12 +203,26 @@ class FakeWorker:
     async def complete(
         self, job_id: int, fencing_token: int, request: pb.CompleteAttemptRequest
     ) -> None:
+        full = self.report(job_id, fencing_token, request)
+        await self.stub.CompleteAttempt(full, timeout=5)
+
+    def report(
+        self, job_id: int, fencing_token: int, request: pb.CompleteAttemptRequest
+    ) -> pb.CompleteAttemptRequest:
+        """`request` as this worker's report of the attempt."""
         full = pb.CompleteAttemptRequest()
         full.CopyFrom(request)
         full.job_id = job_id
         full.fencing_token = fencing_token
         full.worker_id = self.worker_id
-        await self.stub.CompleteAttempt(full, timeout=5)
+        return full
+
+    async def complete_many(
+        self, reports: Sequence[pb.CompleteAttemptRequest]
+    ) -> list[pb.ReportReceipt]:
+        request = pb.CompleteAttemptsRequest(reports=list(reports))
+        response = await self.stub.CompleteAttempts(request, timeout=5)
+        return list(response.receipts)
 
     async def close(self) -> None:
         self.stop_heartbeating()
@@ -224,5 +242,6 @@ def held_of(
     ]
 
 
-# connect_worker(worker_id="w1", n_slots=4, held=()) -> a connected FakeWorker
+# connect_worker(worker_id="w1", n_slots=4, held=(), n_prefetch=0)
+#     -> a connected FakeWorker
 WorkerFactory = Callable[..., Awaitable[FakeWorker]]

@@ -162,3 +162,33 @@ async def test_reconnect_with_the_same_worker_id_replaces_the_session(
     job = await store.get(OWNER, job_id)
     assert job.state is JobState.RUNNING
     assert job.fencing_token == assignment.fencing_token
+
+
+async def test_prefetch_announced_in_the_hello_raises_the_worker_capacity(
+    store: JobStore, connect_worker: WorkerFactory
+) -> None:
+    await submit(store, 6)
+    worker = await connect_worker(n_slots=1, n_prefetch=3)
+
+    # A worker claiming more than its slots and prefetch gets only those.
+    await worker.heartbeat(n_free_slots=10)
+    assignments = await worker.assignments(4)
+    await worker.heartbeat(n_free_slots=0, held=held_of(assignments))
+    await worker.assert_quiet(3 * HEARTBEAT_SECONDS)
+
+    assert len({a.job_id for a in assignments}) == 4
+
+
+async def test_hello_with_negative_prefetch_is_invalid(scheduler: Scheduler) -> None:
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{scheduler.port}")
+    try:
+        call = scheduler_service_pb2_grpc.SchedulerServiceStub(channel).Connect()
+        hello = pb.WorkerHello(worker_id="w1", n_slots=1, n_prefetch=-1)
+        await call.write(pb.ConnectRequest(hello=hello))
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call.read()
+    finally:
+        await channel.close()
+
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "n_prefetch" in (caught.value.details() or "")

@@ -1,0 +1,118 @@
+"""The worker's reporter: reports that end while a call is in flight go
+together in the next call, and each learns its own verdict."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+
+from backcast.compute.reporting import AttemptRef, Delivery, Reporter
+from backcast.compute.slots import Failed
+from backcast.v1 import scheduler_service_pb2 as pb
+
+
+def rpc_error(code: grpc.StatusCode) -> grpc.aio.AioRpcError:
+    return grpc.aio.AioRpcError(
+        code, grpc.aio.Metadata(), grpc.aio.Metadata(), details=code.name
+    )
+
+
+class ScriptedScheduler:
+    """Answers report calls as a scheduler would, holding each batch call
+    until the test releases it."""
+
+    def __init__(self, *, batches_known: bool = True) -> None:
+        self.batches: list[list[int]] = []
+        self.singles: list[int] = []
+        self.lost: set[int] = set()
+        self.failures: list[grpc.StatusCode] = []
+        self.release = asyncio.Event()
+        self._batches_known = batches_known
+
+    async def CompleteAttempts(
+        self, request: pb.CompleteAttemptsRequest, timeout: float
+    ) -> pb.CompleteAttemptsResponse:
+        if not self._batches_known:
+            raise rpc_error(grpc.StatusCode.UNIMPLEMENTED)
+        self.batches.append([report.job_id for report in request.reports])
+        await self.release.wait()
+        if self.failures:
+            raise rpc_error(self.failures.pop(0))
+        return pb.CompleteAttemptsResponse(
+            receipts=[self._receipt(report.job_id) for report in request.reports]
+        )
+
+    async def CompleteAttempt(
+        self, request: pb.CompleteAttemptRequest, timeout: float
+    ) -> pb.CompleteAttemptResponse:
+        self.singles.append(request.job_id)
+        if request.job_id in self.lost:
+            raise rpc_error(grpc.StatusCode.ABORTED)
+        return pb.CompleteAttemptResponse()
+
+    def _receipt(self, job_id: int) -> pb.ReportReceipt:
+        if job_id in self.lost:
+            return pb.ReportReceipt(verdict=pb.REPORT_VERDICT_LEASE_LOST)
+        return pb.ReportReceipt(verdict=pb.REPORT_VERDICT_ACCEPTED)
+
+
+def failure() -> Failed:
+    return Failed("broken", retryable=False)
+
+
+async def test_reports_ending_during_a_call_travel_together_in_the_next() -> None:
+    scheduler = ScriptedScheduler()
+    scheduler.lost.add(3)
+    reporter = Reporter(scheduler, "w1")  # type: ignore[arg-type]
+
+    first = asyncio.create_task(reporter.report(AttemptRef(1, 1, 1), failure()))
+    await asyncio.sleep(0)
+    later = [
+        asyncio.create_task(reporter.report(AttemptRef(job_id, 1, 1), failure()))
+        for job_id in (2, 3)
+    ]
+    await asyncio.sleep(0)
+    scheduler.release.set()
+    deliveries = await asyncio.gather(first, *later)
+
+    assert scheduler.batches == [[1], [2, 3]]
+    assert deliveries == [Delivery.ACCEPTED, Delivery.ACCEPTED, Delivery.LEASE_LOST]
+
+
+async def test_batch_is_sent_again_while_the_scheduler_is_unavailable() -> None:
+    scheduler = ScriptedScheduler()
+    scheduler.failures.append(grpc.StatusCode.UNAVAILABLE)
+    scheduler.release.set()
+    reporter = Reporter(scheduler, "w1")  # type: ignore[arg-type]
+
+    delivery = await asyncio.wait_for(
+        reporter.report(AttemptRef(1, 1, 1), failure()), timeout=5
+    )
+
+    assert delivery is Delivery.ACCEPTED
+    assert scheduler.batches == [[1], [1]]
+
+
+async def test_batch_refused_outright_rejects_every_report() -> None:
+    scheduler = ScriptedScheduler()
+    scheduler.failures.append(grpc.StatusCode.INVALID_ARGUMENT)
+    scheduler.release.set()
+    reporter = Reporter(scheduler, "w1")  # type: ignore[arg-type]
+
+    delivery = await reporter.report(AttemptRef(1, 1, 1), failure())
+
+    assert delivery is Delivery.REJECTED
+
+
+async def test_scheduler_without_batches_gets_one_report_per_call() -> None:
+    scheduler = ScriptedScheduler(batches_known=False)
+    scheduler.lost.add(2)
+    reporter = Reporter(scheduler, "w1")  # type: ignore[arg-type]
+
+    deliveries = await asyncio.gather(
+        *(reporter.report(AttemptRef(job_id, 1, 1), failure()) for job_id in (1, 2))
+    )
+
+    assert deliveries == [Delivery.ACCEPTED, Delivery.LEASE_LOST]
+    assert scheduler.singles == [1, 2]
