@@ -336,10 +336,10 @@ def _run_attempt(
         faults.strike("attempt.start", backtest.instrument)
         result = run(backtest, progress=report_progress)
         faults.strike("attempt.finish", backtest.instrument)
-        # Pickled whole, its columns as array buffers; the definitions are a
-        # read-only mapping, which pickle refuses, so they go as a dict.
-        definitions = dict(result.metric_definitions)
-        return ("result", dataclasses.replace(result, metric_definitions=definitions))
+        # Pickled whole, its columns as array buffers. The metric
+        # definitions stay behind: they are the engine's constants, nothing
+        # stores them, and whoever reads a result gets the current ones.
+        return ("result", dataclasses.replace(result, metric_definitions={}))
     except BacktestFailed as exc:
         return ("failed", exc.message, exc.retryable)
     except MemoryError:
