@@ -123,7 +123,7 @@ class Reporter:
                 else:
                     for pending in batch:
                         _settle(pending, await self._deliver_alone(pending))
-            except Exception as exc:  # noqa: BLE001 - each reporter logs it
+            except Exception as exc:  # noqa: BLE001 - each caller logs it
                 for pending in batch:
                     if not pending.delivery.done():
                         pending.delivery.set_exception(exc)
