@@ -36,7 +36,7 @@ RETURNING id
 _COMPLETE = """
 UPDATE jobs SET state = 'succeeded', progress = 1, lease_holder = NULL,
        lease_expires_at = NULL, finished_at = now()
-WHERE id = %(id)s AND state = 'running'
+WHERE id = ANY(%(ids)s::bigint[]) AND state = 'running'
 """
 
 _INSERT = """
@@ -52,8 +52,9 @@ FROM unnest(%(request_ids)s::text[]) AS r
 
 
 def skip_locked_drain(url: str, owner: str, *, n_connections: int, batch: int) -> float:
-    """Jobs per second claimed in batches and completed one per transaction,
-    as the platform completes them, until `owner` has none queued."""
+    """Jobs per second claimed in batches and each batch completed in one
+    statement, as the platform claims and completes short jobs, until
+    `owner` has none queued."""
 
     def drain(index: int) -> int:
         n_done = 0
@@ -63,8 +64,7 @@ def skip_locked_drain(url: str, owner: str, *, n_connections: int, batch: int) -
                 ids = [r[0] for r in conn.execute(_CLAIM, params, prepare=True)]
                 if not ids:
                     return n_done
-                for job_id in ids:
-                    conn.execute(_COMPLETE, {"id": job_id}, prepare=True)
+                conn.execute(_COMPLETE, {"ids": ids}, prepare=True)
                 n_done += len(ids)
 
     n_done, seconds = _in_threads(drain, n_connections)

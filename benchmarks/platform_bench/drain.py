@@ -25,10 +25,9 @@ FULL_JOBS = 20_000
 QUICK_JOBS = 1_000
 TARGET_JOBS_PER_SECOND = 20_000.0
 WARM_UP_JOBS_PER_SLOT = 5
-# Jobs one raw claim takes: as many as the platform's slots.
-RAW_BATCH_PER_CORE = 1
 # Attempts the worker holds beyond its slots, as a worker for short
-# backtests is set up (`--prefetch`): half of them are claimed at a time.
+# backtests is set up (`--prefetch`): half of them are claimed at a time,
+# and the raw loop claims (and completes) batches of the same size.
 PREFETCH_PER_SLOT = 16
 
 
@@ -38,7 +37,7 @@ def run(ctx: BenchContext) -> Outcome:
         NAME,
         "jobs/s, release to last SUCCEEDED",
         "jobs/s",
-        baseline="raw SKIP LOCKED claim + complete, one connection per core",
+        baseline="raw SKIP LOCKED batch claim + complete, a connection per core",
         target=at_least(TARGET_JOBS_PER_SECOND),
         note=f"{n_jobs:,} jobs of 48 candles; 1 worker, {ctx.n_cores} slots",
     )
@@ -107,5 +106,5 @@ def raw_drain_rate(ctx: BenchContext, url: str, n_jobs: int, *, owner: str) -> f
         url,
         owner,
         n_connections=ctx.n_cores,
-        batch=RAW_BATCH_PER_CORE * ctx.n_cores,
+        batch=PREFETCH_PER_SLOT * ctx.n_cores // 2,
     )

@@ -66,7 +66,8 @@ class _Pending:
     """A report waiting for its delivery."""
 
     ref: AttemptRef
-    request: pb.CompleteAttemptRequest
+    report: Report
+    wire_bytes: int
     delivery: asyncio.Future[Delivery]
 
 
@@ -101,7 +102,7 @@ class Reporter:
     async def report(self, ref: AttemptRef, report: Report) -> Delivery:
         """Deliver `report`; returns once the scheduler took or refused it."""
         delivery = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(ref, self._request(ref, report), delivery))
+        self._queue.append(_Pending(ref, report, _wire_bytes(report), delivery))
         if self._sender is None or self._sender.done():
             self._sender = asyncio.create_task(self._send_queued())
         return await delivery
@@ -133,16 +134,20 @@ class Reporter:
 
     def _next_batch(self) -> list[_Pending]:
         batch = [self._queue.popleft()]
-        n_bytes = batch[0].request.ByteSize()
+        n_bytes = batch[0].wire_bytes
         while self._queue and len(batch) < MAX_REPORTS_PER_CALL:
-            n_bytes += self._queue[0].request.ByteSize()
+            n_bytes += self._queue[0].wire_bytes
             if n_bytes > MAX_BATCH_BYTES:
                 break
             batch.append(self._queue.popleft())
         return batch
 
     async def _deliver_batch(self, batch: list[_Pending]) -> None:
-        request = pb.CompleteAttemptsRequest(reports=[p.request for p in batch])
+        # Each report is built in place: copying a year's result into the
+        # batch would cost as much as encoding it.
+        request = pb.CompleteAttemptsRequest()
+        for pending in batch:
+            self._fill(request.reports.add(), pending)
         backoff = Backoff(initial_seconds=0.2, cap_seconds=5.0)
         while True:
             try:
@@ -181,12 +186,12 @@ class Reporter:
         return Delivery.REJECTED
 
     async def _deliver_alone(self, pending: _Pending) -> Delivery:
+        request = pb.CompleteAttemptRequest()
+        self._fill(request, pending)
         backoff = Backoff(initial_seconds=0.2, cap_seconds=5.0)
         while True:
             try:
-                await self._stub.CompleteAttempt(
-                    pending.request, timeout=self._timeout_seconds
-                )
+                await self._stub.CompleteAttempt(request, timeout=self._timeout_seconds)
                 return Delivery.ACCEPTED
             except grpc.aio.AioRpcError as exc:
                 code = exc.code()
@@ -232,12 +237,11 @@ class Reporter:
                 },
             )
 
-    def _request(self, ref: AttemptRef, report: Report) -> pb.CompleteAttemptRequest:
-        request = pb.CompleteAttemptRequest(
-            job_id=ref.job_id,
-            fencing_token=ref.fencing_token,
-            worker_id=self._worker_id,
-        )
+    def _fill(self, request: pb.CompleteAttemptRequest, pending: _Pending) -> None:
+        ref, report = pending.ref, pending.report
+        request.job_id = ref.job_id
+        request.fencing_token = ref.fencing_token
+        request.worker_id = self._worker_id
         if isinstance(report, Succeeded):
             try:
                 result = result_to_proto(report.result, trade_columns=True)
@@ -250,13 +254,27 @@ class Reporter:
                 report = Failed("the backtest result could not be encoded", False)
             else:
                 request.result.CopyFrom(result)
-                return request
+                return
         if isinstance(report, Failed):
             request.failure.message = report.message
             request.failure.retryable = report.retryable
         else:
             request.cancelled.SetInParent()
-        return request
+
+
+def _wire_bytes(report: Report) -> int:
+    """About the size of `report` on the wire, counted from the result's
+    columns: measuring the encoded message (`ByteSize`) walks every equity
+    point, 0.8 ms for a year of minutes."""
+    if isinstance(report, Succeeded):
+        result = report.result
+        fills = result.account_fills
+        n_fills = 0 if fills is None else len(fills.at)
+        n_points = len(result.equity_curve.at)
+        return 4096 + 56 * len(result.trades.entry_at) + 24 * (n_fills + n_points)
+    if isinstance(report, Failed):
+        return 64 + len(report.message.encode())
+    return 64
 
 
 def _settle(pending: _Pending, delivery: Delivery) -> None:

@@ -309,15 +309,18 @@ SELECT state FROM finished
 
 # COMPLETE_JOB for many reports at once: one statement and one commit for
 # a worker's whole batch. `reported` pairs each report's columns by
-# position; JSON travels as one array each (see SUBMIT_JOBS). Job ids must
-# differ within a batch. Reports whose fenced write matched nothing are
-# missing from the answer, and the caller tells repeats from lost leases.
+# position; JSON travels as one array each (see SUBMIT_JOBS), and the bytea
+# arrays in binary (`%b`): as text, every byte of a year's trades went out
+# as two hex digits, 11 ms a result between the scheduler and PostgreSQL.
+# Job ids must differ within a batch. Reports whose fenced write matched
+# nothing are missing from the answer, and the caller tells repeats from
+# lost leases.
 COMPLETE_JOBS = """
 WITH reported AS (
     SELECT t.job_id, t.fencing_token, t.trade_records, t.account_fills,
            t.data_version, m.metrics, e.equity_curve
     FROM unnest(%(job_ids)s::bigint[], %(fencing_tokens)s::bigint[],
-                %(trade_records)s::bytea[], %(account_fills)s::bytea[],
+                %(trade_records)b::bytea[], %(account_fills)b::bytea[],
                 %(data_versions)s::text[])
          WITH ORDINALITY AS t(job_id, fencing_token, trade_records,
                               account_fills, data_version, position)
