@@ -1,4 +1,4 @@
-"""The worker's reporter: reports that end while a call is in flight go
+"""The worker's reporter: reports that end while every call is out go
 together in the next call, and each learns its own verdict."""
 
 from __future__ import annotations
@@ -7,7 +7,12 @@ import asyncio
 
 import grpc
 
-from backcast.compute.reporting import AttemptRef, Delivery, Reporter
+from backcast.compute.reporting import (
+    CALLS_IN_FLIGHT,
+    AttemptRef,
+    Delivery,
+    Reporter,
+)
 from backcast.compute.slots import Failed
 from backcast.v1 import scheduler_service_pb2 as pb
 
@@ -61,23 +66,29 @@ def failure() -> Failed:
     return Failed("broken", retryable=False)
 
 
-async def test_reports_ending_during_a_call_travel_together_in_the_next() -> None:
+async def test_reports_ending_while_every_call_is_out_travel_together() -> None:
     scheduler = ScriptedScheduler()
-    scheduler.lost.add(3)
     reporter = Reporter(scheduler, "w1")  # type: ignore[arg-type]
+    first_ids = list(range(1, CALLS_IN_FLIGHT + 1))
+    later_ids = [CALLS_IN_FLIGHT + 1, CALLS_IN_FLIGHT + 2]
+    scheduler.lost.add(later_ids[-1])
 
-    first = asyncio.create_task(reporter.report(AttemptRef(1, 1, 1), failure()))
-    await asyncio.sleep(0)
+    first = []
+    for job_id in first_ids:  # each sent as it ends, in a call of its own
+        report = reporter.report(AttemptRef(job_id, 1, 1), failure())
+        first.append(asyncio.create_task(report))
+        await asyncio.sleep(0)
     later = [
         asyncio.create_task(reporter.report(AttemptRef(job_id, 1, 1), failure()))
-        for job_id in (2, 3)
+        for job_id in later_ids
     ]
     await asyncio.sleep(0)
     scheduler.release.set()
-    deliveries = await asyncio.gather(first, *later)
+    deliveries = await asyncio.gather(*first, *later)
 
-    assert scheduler.batches == [[1], [2, 3]]
-    assert deliveries == [Delivery.ACCEPTED, Delivery.ACCEPTED, Delivery.LEASE_LOST]
+    assert scheduler.batches == [[job_id] for job_id in first_ids] + [later_ids]
+    assert deliveries[-1] is Delivery.LEASE_LOST
+    assert set(deliveries[:-1]) == {Delivery.ACCEPTED}
 
 
 async def test_batch_is_sent_again_while_the_scheduler_is_unavailable() -> None:
