@@ -166,13 +166,15 @@ class WorkerSession:
     def finish(self, job_id: int, fencing_token: int) -> None:
         """The attempt was reported; later heartbeats may still list it.
 
-        A report proves the worker received what it was assigned.
+        A report proves the worker received what it was assigned. It is
+        kept even when no heartbeat has listed the attempt yet: one sent
+        before the report may arrive after it, and must not read as a lost
+        lease. The next heartbeat that no longer lists it drops it.
         """
         self._unheard = False
         if self._pending.get(job_id, (None, 0))[0] == fencing_token:
             del self._pending[job_id]
-        if self._reported.get(job_id) == fencing_token:
-            self._finished.add((job_id, fencing_token))
+        self._finished.add((job_id, fencing_token))
 
     def was_finished(self, job_id: int, fencing_token: int) -> bool:
         return (job_id, fencing_token) in self._finished

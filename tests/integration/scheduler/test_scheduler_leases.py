@@ -9,6 +9,7 @@ import grpc
 import psycopg
 import pytest
 from scheduler_support import (
+    HEARTBEAT_SECONDS,
     OWNER,
     WorkerFactory,
     empty_result,
@@ -194,3 +195,20 @@ async def test_worker_whose_lease_expired_is_told_it_is_lost(
     assert message.cancel.job_id == job_id
     assert message.cancel.fencing_token == assignment.fencing_token
     assert message.cancel.reason == "LEASE_LOST"
+
+
+async def test_heartbeat_crossing_the_report_of_a_new_assignment_cancels_nothing(
+    store: JobStore, connect_worker: WorkerFactory
+) -> None:
+    [job_id] = await submit(store)
+    worker = await connect_worker()
+    await worker.heartbeat(n_free_slots=1)
+    [assignment] = await worker.assignments(1)
+
+    # The worker reports before any heartbeat listed the assignment; a
+    # heartbeat it sent just before the report arrives after it.
+    await worker.complete(job_id, assignment.fencing_token, empty_result())
+    await worker.heartbeat(n_free_slots=0, held=held_of([assignment]))
+
+    await worker.assert_quiet(3 * HEARTBEAT_SECONDS)
+    assert (await store.get(OWNER, job_id)).state is JobState.SUCCEEDED
