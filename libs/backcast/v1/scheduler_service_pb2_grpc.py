@@ -88,10 +88,10 @@ class SchedulerServiceServicer:
     def CompleteAttempts(self, request, context):
         """Records several attempts' ends in one call, with the same rules as
         CompleteAttempt applied to each report; workers send the reports that
-        gathered while their previous call was in flight. A report of a lost
-        lease does not fail the call: its receipt says so. UNAVAILABLE (the
-        database is away) means no report is known to be recorded; sending the
-        same call again is safe.
+        gathered while their earlier calls were in flight. A report of a lost
+        lease does not fail the call: its receipt says so. After UNAVAILABLE
+        (the database is away) some reports may be recorded and others not;
+        sending the same call again is safe.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -52,10 +52,10 @@ class SchedulerServiceStub:
     CompleteAttempts: _grpc.UnaryUnaryMultiCallable[_scheduler_service_pb2.CompleteAttemptsRequest, _scheduler_service_pb2.CompleteAttemptsResponse]
     """Records several attempts' ends in one call, with the same rules as
     CompleteAttempt applied to each report; workers send the reports that
-    gathered while their previous call was in flight. A report of a lost
-    lease does not fail the call: its receipt says so. UNAVAILABLE (the
-    database is away) means no report is known to be recorded; sending the
-    same call again is safe.
+    gathered while their earlier calls were in flight. A report of a lost
+    lease does not fail the call: its receipt says so. After UNAVAILABLE
+    (the database is away) some reports may be recorded and others not;
+    sending the same call again is safe.
     """
 
 @_typing.type_check_only
@@ -82,10 +82,10 @@ class SchedulerServiceAsyncStub(SchedulerServiceStub):
     CompleteAttempts: _aio.UnaryUnaryMultiCallable[_scheduler_service_pb2.CompleteAttemptsRequest, _scheduler_service_pb2.CompleteAttemptsResponse]  # type: ignore[assignment]
     """Records several attempts' ends in one call, with the same rules as
     CompleteAttempt applied to each report; workers send the reports that
-    gathered while their previous call was in flight. A report of a lost
-    lease does not fail the call: its receipt says so. UNAVAILABLE (the
-    database is away) means no report is known to be recorded; sending the
-    same call again is safe.
+    gathered while their earlier calls were in flight. A report of a lost
+    lease does not fail the call: its receipt says so. After UNAVAILABLE
+    (the database is away) some reports may be recorded and others not;
+    sending the same call again is safe.
     """
 
 class SchedulerServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -127,10 +127,10 @@ class SchedulerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_scheduler_service_pb2.CompleteAttemptsResponse, _abc.Awaitable[_scheduler_service_pb2.CompleteAttemptsResponse]]:
         """Records several attempts' ends in one call, with the same rules as
         CompleteAttempt applied to each report; workers send the reports that
-        gathered while their previous call was in flight. A report of a lost
-        lease does not fail the call: its receipt says so. UNAVAILABLE (the
-        database is away) means no report is known to be recorded; sending the
-        same call again is safe.
+        gathered while their earlier calls were in flight. A report of a lost
+        lease does not fail the call: its receipt says so. After UNAVAILABLE
+        (the database is away) some reports may be recorded and others not;
+        sending the same call again is safe.
         """
 
 def add_SchedulerServiceServicer_to_server(servicer: SchedulerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
