@@ -165,6 +165,7 @@ class SchedulerConnection:
             worker_id=self._worker_id,
             n_slots=self._runner.n_slots,
             n_prefetch=self._runner.prefetch,
+            takes_assignment_batches=True,
             version=self._version,
             held_leases=_held_to_proto(self._runner.held_leases()),
         )
@@ -194,6 +195,9 @@ class SchedulerConnection:
         kind = response.WhichOneof("message")
         if kind == "assignment":
             self._runner.start(_assignment_from_proto(response.assignment))
+        elif kind == "assignments":
+            for assignment in response.assignments.assignments:
+                self._runner.start(_assignment_from_proto(assignment))
         elif kind == "cancel":
             cancel = response.cancel
             try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import grpc
 
@@ -19,7 +19,7 @@ from backcast.scheduler.config import SchedulerConfig
 from backcast.scheduler.dispatcher import Dispatcher
 from backcast.scheduler.leases import LeaseKeeper
 from backcast.scheduler.sessions import (
-    Assign,
+    Cancel,
     Heartbeat,
     Push,
     SessionRegistry,
@@ -71,7 +71,11 @@ class SchedulerServicer(scheduler_service_pb2_grpc.SchedulerServiceServicer):
         held = tuple(_held_from_proto(h) for h in hello.held_leases)
 
         session = WorkerSession(
-            hello.worker_id, hello.n_slots, hello.version, n_prefetch=hello.n_prefetch
+            hello.worker_id,
+            hello.n_slots,
+            hello.version,
+            n_prefetch=hello.n_prefetch,
+            takes_batches=hello.takes_assignment_batches,
         )
         session.record_hello(held)
         replaced = self._registry.add(session) is not None
@@ -103,9 +107,8 @@ class SchedulerServicer(scheduler_service_pb2_grpc.SchedulerServiceServicer):
             reader = asyncio.create_task(
                 self._read_heartbeats(request_iterator, session)
             )
-            async for push in session.pushes():
-                message = _push_to_proto(push)
-                if message is not None:
+            async for pushes in session.pushes():
+                for message in pushes_to_proto(pushes, session.takes_batches):
                     yield message
         finally:
             if reader is not None:
@@ -263,19 +266,53 @@ def _held_from_proto(message: pb.HeldLease) -> HeldLease:
     )
 
 
-def _push_to_proto(push: Push) -> pb.ConnectResponse | None:
-    if isinstance(push, Assign):
-        return _assignment_to_proto(push.lease, push.spec)
+# A claim can hand a worker thousands of attempts when its prefetch is deep;
+# splitting them keeps each message far below the stream's size limit and
+# lets the worker start the first ones while later ones are still decoding.
+ASSIGNMENTS_PER_MESSAGE = 256
+
+
+def pushes_to_proto(
+    pushes: list[Push], takes_batches: bool
+) -> Iterator[pb.ConnectResponse]:
+    """The messages of `pushes`, in order; assignments next to each other go
+    in AssignmentBatch messages when the worker takes batches."""
+    batch: list[pb.Assignment] = []
+    for push in pushes:
+        if isinstance(push, Cancel):
+            yield from _batched(batch)
+            batch = []
+            yield _cancel_to_proto(push)
+            continue
+        assignment = _assignment_to_proto(push.lease, push.spec)
+        if assignment is None:
+            continue
+        if not takes_batches:
+            yield pb.ConnectResponse(assignment=assignment)
+            continue
+        batch.append(assignment)
+        if len(batch) == ASSIGNMENTS_PER_MESSAGE:
+            yield from _batched(batch)
+            batch = []
+    yield from _batched(batch)
+
+
+def _batched(batch: list[pb.Assignment]) -> Iterator[pb.ConnectResponse]:
+    if batch:
+        yield pb.ConnectResponse(assignments=pb.AssignmentBatch(assignments=batch))
+
+
+def _cancel_to_proto(cancel: Cancel) -> pb.ConnectResponse:
     return pb.ConnectResponse(
         cancel=pb.CancelAttempt(
-            job_id=push.job_id,
-            fencing_token=push.fencing_token,
-            reason=push.reason.value,
+            job_id=cancel.job_id,
+            fencing_token=cancel.fencing_token,
+            reason=cancel.reason.value,
         )
     )
 
 
-def _assignment_to_proto(lease: Lease, spec: BacktestSpec) -> pb.ConnectResponse | None:
+def _assignment_to_proto(lease: Lease, spec: BacktestSpec) -> pb.Assignment | None:
     try:
         message = spec_to_proto(spec)
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
@@ -288,11 +325,9 @@ def _assignment_to_proto(lease: Lease, spec: BacktestSpec) -> pb.ConnectResponse
             extra={EVENT: "assignment_untranslatable", JOB_ID: lease.job_id},
         )
         return None
-    return pb.ConnectResponse(
-        assignment=pb.Assignment(
-            job_id=lease.job_id,
-            fencing_token=lease.fencing_token,
-            attempt=lease.attempt,
-            spec=message,
-        )
+    return pb.Assignment(
+        job_id=lease.job_id,
+        fencing_token=lease.fencing_token,
+        attempt=lease.attempt,
+        spec=message,
     )

@@ -66,11 +66,14 @@ class WorkerSession:
         version: str,
         *,
         n_prefetch: int = 0,
+        takes_batches: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.worker_id = worker_id
         self.n_slots = n_slots
         self.n_prefetch = n_prefetch
+        # Whether the worker reads several assignments in one message.
+        self.takes_batches = takes_batches
         self.version = version
         self.draining = False
         self.closed = False
@@ -191,13 +194,22 @@ class WorkerSession:
             self.closed = True
             self._outbox.put_nowait(None)
 
-    async def pushes(self) -> AsyncIterator[Push]:
-        """Messages for the worker, in order, until the session closes."""
+    async def pushes(self) -> AsyncIterator[list[Push]]:
+        """Messages for the worker, in order, until the session closes; each
+        time, all that queued up since the last (one claim's assignments
+        come together)."""
         while True:
+            group: list[Push] = []
             push = await self._outbox.get()
+            while push is not None:
+                group.append(push)
+                if self._outbox.empty():
+                    break
+                push = self._outbox.get_nowait()
+            if group:
+                yield group
             if push is None:
                 return
-            yield push
 
 
 class SessionRegistry:

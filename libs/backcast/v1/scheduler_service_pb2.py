@@ -26,7 +26,7 @@ from backcast.v1 import result_pb2 as backcast_dot_v1_dot_result__pb2
 from backcast.v1 import spec_pb2 as backcast_dot_v1_dot_spec__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#backcast/v1/scheduler_service.proto\x12\x0b\x62\x61\x63kcast.v1\x1a\x18\x62\x61\x63kcast/v1/result.proto\x1a\x16\x62\x61\x63kcast/v1/spec.proto\"y\n\x0e\x43onnectRequest\x12)\n\x05hello\x18\x01 \x01(\x0b\x32\x18.backcast.v1.WorkerHelloH\x00\x12\x31\n\theartbeat\x18\x02 \x01(\x0b\x32\x1c.backcast.v1.WorkerHeartbeatH\x00\x42\t\n\x07message\"\x83\x01\n\x0bWorkerHello\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0f\n\x07n_slots\x18\x02 \x01(\x05\x12\x0f\n\x07version\x18\x03 \x01(\t\x12+\n\x0bheld_leases\x18\x04 \x03(\x0b\x32\x16.backcast.v1.HeldLease\x12\x12\n\nn_prefetch\x18\x05 \x01(\x05\"f\n\x0fWorkerHeartbeat\x12\x14\n\x0cn_free_slots\x18\x01 \x01(\x05\x12+\n\x0bheld_leases\x18\x02 \x03(\x0b\x32\x16.backcast.v1.HeldLease\x12\x10\n\x08\x64raining\x18\x03 \x01(\x08\"D\n\tHeldLease\x12\x0e\n\x06job_id\x18\x01 \x01(\x03\x12\x15\n\rfencing_token\x18\x02 \x01(\x03\x12\x10\n\x08progress\x18\x03 \x01(\x01\"\xd6\x01\n\x0f\x43onnectResponse\x12\x30\n\x07welcome\x18\x01 \x01(\x0b\x32\x1d.backcast.v1.SchedulerWelcomeH\x00\x12-\n\nassignment\x18\x02 \x01(\x0b\x32\x17.backcast.v1.AssignmentH\x00\x12,\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32\x1a.backcast.v1.CancelAttemptH\x00\x12)\n\x05\x64rain\x18\x04 \x01(\x0b\x32\x18.backcast.v1.DrainWorkerH\x00\x42\t\n\x07message\"Z\n\x10SchedulerWelcome\x12\x19\n\x11heartbeat_seconds\x18\x01 \x01(\x01\x12\x15\n\rlease_seconds\x18\x02 \x01(\x01\x12\x14\n\x0cscheduler_id\x18\x03 \x01(\t\"m\n\nAssignment\x12\x0e\n\x06job_id\x18\x01 \x01(\x03\x12\x15\n\rfencing_token\x18\x02 \x01(\x03\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\'\n\x04spec\x18\x04 \x01(\x0b\x32\x19.backcast.v1.BacktestSpec\"F\n\rCancelAttempt\x12\x0e\n\x06job_id\x18\x01 \x01(\x03\x12\x15\n\rfencing_token\x18\x02 \x01(\x03\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\r\n\x0b\x44rainWorker\"\xf0\x01\n\x16\x43ompleteAttemptRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\x03\x12\x15\n\rfencing_token\x18\x02 \x01(\x03\x12\x11\n\tworker_id\x18\x03 \x01(\t\x12-\n\x06result\x18\x04 \x01(\x0b\x32\x1b.backcast.v1.BacktestResultH\x00\x12.\n\x07\x66\x61ilure\x18\x05 \x01(\x0b\x32\x1b.backcast.v1.AttemptFailureH\x00\x12\x32\n\tcancelled\x18\x06 \x01(\x0b\x32\x1d.backcast.v1.AttemptCancelledH\x00\x42\t\n\x07outcome\"4\n\x0e\x41ttemptFailure\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\x11\n\tretryable\x18\x02 \x01(\x08\"\x12\n\x10\x41ttemptCancelled\"\x19\n\x17\x43ompleteAttemptResponse\"O\n\x17\x43ompleteAttemptsRequest\x12\x34\n\x07reports\x18\x01 \x03(\x0b\x32#.backcast.v1.CompleteAttemptRequest\"H\n\x18\x43ompleteAttemptsResponse\x12,\n\x08receipts\x18\x01 \x03(\x0b\x32\x1a.backcast.v1.ReportReceipt\"L\n\rReportReceipt\x12+\n\x07verdict\x18\x01 \x01(\x0e\x32\x1a.backcast.v1.ReportVerdict\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t*\x88\x01\n\rReportVerdict\x12\x1e\n\x1aREPORT_VERDICT_UNSPECIFIED\x10\x00\x12\x1b\n\x17REPORT_VERDICT_ACCEPTED\x10\x01\x12\x1d\n\x19REPORT_VERDICT_LEASE_LOST\x10\x02\x12\x1b\n\x17REPORT_VERDICT_REJECTED\x10\x03\x32\x9b\x02\n\x10SchedulerService\x12H\n\x07\x43onnect\x12\x1b.backcast.v1.ConnectRequest\x1a\x1c.backcast.v1.ConnectResponse(\x01\x30\x01\x12\\\n\x0f\x43ompleteAttempt\x12#.backcast.v1.CompleteAttemptRequest\x1a$.backcast.v1.CompleteAttemptResponse\x12_\n\x10\x43ompleteAttempts\x12$.backcast.v1.CompleteAttemptsRequest\x1a%.backcast.v1.CompleteAttemptsResponseBO\n\x0f\x64\x65v.backcast.v1P\x01Z:github.com/backcast/backcast/gen/go/backcast/v1;backcastv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#backcast/v1/scheduler_service.proto\x12\x0b\x62\x61\x63kcast.v1\x1a\x18\x62\x61\x63kcast/v1/result.proto\x1a\x16\x62\x61\x63kcast/v1/spec.proto\"y\n\x0e\x43onnectRequest\x12)\n\x05hello\x18\x01 \x01(\x0b\x32\x18.backcast.v1.WorkerHelloH\x00\x12\x31\n\theartbeat\x18\x02 \x01(\x0b\x32\x1c.backcast.v1.WorkerHeartbeatH\x00\x42\t\n\x07message\"\xa5\x01\n\x0bWorkerHello\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0f\n\x07n_slots\x18\x02 \x01(\x05\x12\x0f\n\x07version\x18\x03 \x01(\t\x12+\n\x0bheld_leases\x18\x04 \x03(\x0b\x32\x16.backcast.v1.HeldLease\x12\x12\n\nn_prefetch\x18\x05 \x01(\x05\x12 \n\x18takes_assignment_batches\x18\x06 \x01(\x08\"f\n\x0fWorkerHeartbeat\x12\x14\n\x0cn_free_slots\x18\x01 \x01(\x05\x12+\n\x0bheld_leases\x18\x02 \x03(\x0b\x32\x16.backcast.v1.HeldLease\x12\x10\n\x08\x64raining\x18\x03 \x01(\x08\"D\n\tHeldLease\x12\x0e\n\x06job_id\x18\x01 \x01(\x03\x12\x15\n\rfencing_token\x18\x02 \x01(\x03\x12\x10\n\x08progress\x18\x03 \x01(\x01\"\x8b\x02\n\x0f\x43onnectResponse\x12\x30\n\x07welcome\x18\x01 \x01(\x0b\x32\x1d.backcast.v1.SchedulerWelcomeH\x00\x12-\n\nassignment\x18\x02 \x01(\x0b\x32\x17.backcast.v1.AssignmentH\x00\x12,\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32\x1a.backcast.v1.CancelAttemptH\x00\x12)\n\x05\x64rain\x18\x04 \x01(\x0b\x32\x18.backcast.v1.DrainWorkerH\x00\x12\x33\n\x0b\x61ssignments\x18\x05 \x01(\x0b\x32\x1c.backcast.v1.AssignmentBatchH\x00\x42\t\n\x07message\"Z\n\x10SchedulerWelcome\x12\x19\n\x11heartbeat_seconds\x18\x01 \x01(\x01\x12\x15\n\rlease_seconds\x18\x02 \x01(\x01\x12\x14\n\x0cscheduler_id\x18\x03 \x01(\t\"m\n\nAssignment\x12\x0e\n\x06job_id\x18\x01 \x01(\x03\x12\x15\n\rfencing_token\x18\x02 \x01(\x03\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\'\n\x04spec\x18\x04 \x01(\x0b\x32\x19.backcast.v1.BacktestSpec\"?\n\x0f\x41ssignmentBatch\x12,\n\x0b\x61ssignments\x18\x01 \x03(\x0b\x32\x17.backcast.v1.Assignment\"F\n\rCancelAttempt\x12\x0e\n\x06job_id\x18\x01 \x01(\x03\x12\x15\n\rfencing_token\x18\x02 \x01(\x03\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\r\n\x0b\x44rainWorker\"\xf0\x01\n\x16\x43ompleteAttemptRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\x03\x12\x15\n\rfencing_token\x18\x02 \x01(\x03\x12\x11\n\tworker_id\x18\x03 \x01(\t\x12-\n\x06result\x18\x04 \x01(\x0b\x32\x1b.backcast.v1.BacktestResultH\x00\x12.\n\x07\x66\x61ilure\x18\x05 \x01(\x0b\x32\x1b.backcast.v1.AttemptFailureH\x00\x12\x32\n\tcancelled\x18\x06 \x01(\x0b\x32\x1d.backcast.v1.AttemptCancelledH\x00\x42\t\n\x07outcome\"4\n\x0e\x41ttemptFailure\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\x11\n\tretryable\x18\x02 \x01(\x08\"\x12\n\x10\x41ttemptCancelled\"\x19\n\x17\x43ompleteAttemptResponse\"O\n\x17\x43ompleteAttemptsRequest\x12\x34\n\x07reports\x18\x01 \x03(\x0b\x32#.backcast.v1.CompleteAttemptRequest\"H\n\x18\x43ompleteAttemptsResponse\x12,\n\x08receipts\x18\x01 \x03(\x0b\x32\x1a.backcast.v1.ReportReceipt\"L\n\rReportReceipt\x12+\n\x07verdict\x18\x01 \x01(\x0e\x32\x1a.backcast.v1.ReportVerdict\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t*\x88\x01\n\rReportVerdict\x12\x1e\n\x1aREPORT_VERDICT_UNSPECIFIED\x10\x00\x12\x1b\n\x17REPORT_VERDICT_ACCEPTED\x10\x01\x12\x1d\n\x19REPORT_VERDICT_LEASE_LOST\x10\x02\x12\x1b\n\x17REPORT_VERDICT_REJECTED\x10\x03\x32\x9b\x02\n\x10SchedulerService\x12H\n\x07\x43onnect\x12\x1b.backcast.v1.ConnectRequest\x1a\x1c.backcast.v1.ConnectResponse(\x01\x30\x01\x12\\\n\x0f\x43ompleteAttempt\x12#.backcast.v1.CompleteAttemptRequest\x1a$.backcast.v1.CompleteAttemptResponse\x12_\n\x10\x43ompleteAttempts\x12$.backcast.v1.CompleteAttemptsRequest\x1a%.backcast.v1.CompleteAttemptsResponseBO\n\x0f\x64\x65v.backcast.v1P\x01Z:github.com/backcast/backcast/gen/go/backcast/v1;backcastv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,40 +34,42 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'backcast.v1.scheduler_servi
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\017dev.backcast.v1P\001Z:github.com/backcast/backcast/gen/go/backcast/v1;backcastv1'
-  _globals['_REPORTVERDICT']._serialized_start=1618
-  _globals['_REPORTVERDICT']._serialized_end=1754
+  _globals['_REPORTVERDICT']._serialized_start=1770
+  _globals['_REPORTVERDICT']._serialized_end=1906
   _globals['_CONNECTREQUEST']._serialized_start=102
   _globals['_CONNECTREQUEST']._serialized_end=223
   _globals['_WORKERHELLO']._serialized_start=226
-  _globals['_WORKERHELLO']._serialized_end=357
-  _globals['_WORKERHEARTBEAT']._serialized_start=359
-  _globals['_WORKERHEARTBEAT']._serialized_end=461
-  _globals['_HELDLEASE']._serialized_start=463
-  _globals['_HELDLEASE']._serialized_end=531
-  _globals['_CONNECTRESPONSE']._serialized_start=534
-  _globals['_CONNECTRESPONSE']._serialized_end=748
-  _globals['_SCHEDULERWELCOME']._serialized_start=750
-  _globals['_SCHEDULERWELCOME']._serialized_end=840
-  _globals['_ASSIGNMENT']._serialized_start=842
-  _globals['_ASSIGNMENT']._serialized_end=951
-  _globals['_CANCELATTEMPT']._serialized_start=953
-  _globals['_CANCELATTEMPT']._serialized_end=1023
-  _globals['_DRAINWORKER']._serialized_start=1025
-  _globals['_DRAINWORKER']._serialized_end=1038
-  _globals['_COMPLETEATTEMPTREQUEST']._serialized_start=1041
-  _globals['_COMPLETEATTEMPTREQUEST']._serialized_end=1281
-  _globals['_ATTEMPTFAILURE']._serialized_start=1283
-  _globals['_ATTEMPTFAILURE']._serialized_end=1335
-  _globals['_ATTEMPTCANCELLED']._serialized_start=1337
-  _globals['_ATTEMPTCANCELLED']._serialized_end=1355
-  _globals['_COMPLETEATTEMPTRESPONSE']._serialized_start=1357
-  _globals['_COMPLETEATTEMPTRESPONSE']._serialized_end=1382
-  _globals['_COMPLETEATTEMPTSREQUEST']._serialized_start=1384
-  _globals['_COMPLETEATTEMPTSREQUEST']._serialized_end=1463
-  _globals['_COMPLETEATTEMPTSRESPONSE']._serialized_start=1465
-  _globals['_COMPLETEATTEMPTSRESPONSE']._serialized_end=1537
-  _globals['_REPORTRECEIPT']._serialized_start=1539
-  _globals['_REPORTRECEIPT']._serialized_end=1615
-  _globals['_SCHEDULERSERVICE']._serialized_start=1757
-  _globals['_SCHEDULERSERVICE']._serialized_end=2040
+  _globals['_WORKERHELLO']._serialized_end=391
+  _globals['_WORKERHEARTBEAT']._serialized_start=393
+  _globals['_WORKERHEARTBEAT']._serialized_end=495
+  _globals['_HELDLEASE']._serialized_start=497
+  _globals['_HELDLEASE']._serialized_end=565
+  _globals['_CONNECTRESPONSE']._serialized_start=568
+  _globals['_CONNECTRESPONSE']._serialized_end=835
+  _globals['_SCHEDULERWELCOME']._serialized_start=837
+  _globals['_SCHEDULERWELCOME']._serialized_end=927
+  _globals['_ASSIGNMENT']._serialized_start=929
+  _globals['_ASSIGNMENT']._serialized_end=1038
+  _globals['_ASSIGNMENTBATCH']._serialized_start=1040
+  _globals['_ASSIGNMENTBATCH']._serialized_end=1103
+  _globals['_CANCELATTEMPT']._serialized_start=1105
+  _globals['_CANCELATTEMPT']._serialized_end=1175
+  _globals['_DRAINWORKER']._serialized_start=1177
+  _globals['_DRAINWORKER']._serialized_end=1190
+  _globals['_COMPLETEATTEMPTREQUEST']._serialized_start=1193
+  _globals['_COMPLETEATTEMPTREQUEST']._serialized_end=1433
+  _globals['_ATTEMPTFAILURE']._serialized_start=1435
+  _globals['_ATTEMPTFAILURE']._serialized_end=1487
+  _globals['_ATTEMPTCANCELLED']._serialized_start=1489
+  _globals['_ATTEMPTCANCELLED']._serialized_end=1507
+  _globals['_COMPLETEATTEMPTRESPONSE']._serialized_start=1509
+  _globals['_COMPLETEATTEMPTRESPONSE']._serialized_end=1534
+  _globals['_COMPLETEATTEMPTSREQUEST']._serialized_start=1536
+  _globals['_COMPLETEATTEMPTSREQUEST']._serialized_end=1615
+  _globals['_COMPLETEATTEMPTSRESPONSE']._serialized_start=1617
+  _globals['_COMPLETEATTEMPTSRESPONSE']._serialized_end=1689
+  _globals['_REPORTRECEIPT']._serialized_start=1691
+  _globals['_REPORTRECEIPT']._serialized_end=1767
+  _globals['_SCHEDULERSERVICE']._serialized_start=1909
+  _globals['_SCHEDULERSERVICE']._serialized_end=2192
 # @@protoc_insertion_point(module_scope)

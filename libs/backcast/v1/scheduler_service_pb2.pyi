@@ -84,6 +84,7 @@ class WorkerHello(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     HELD_LEASES_FIELD_NUMBER: _builtins.int
     N_PREFETCH_FIELD_NUMBER: _builtins.int
+    TAKES_ASSIGNMENT_BATCHES_FIELD_NUMBER: _builtins.int
     worker_id: _builtins.str
     """Stable for the worker process, e.g. "host-1234"."""
     n_slots: _builtins.int
@@ -93,6 +94,10 @@ class WorkerHello(_message.Message):
     n_prefetch: _builtins.int
     """Attempts it holds waiting for a slot, beyond its slots, so that short
     backtests start without a round trip to the scheduler.
+    """
+    takes_assignment_batches: _builtins.bool
+    """Set by workers that read AssignmentBatch; others get one Assignment per
+    message.
     """
     @_builtins.property
     def held_leases(self) -> _containers.RepeatedCompositeFieldContainer[Global___HeldLease]:
@@ -108,10 +113,11 @@ class WorkerHello(_message.Message):
         version: _builtins.str = ...,
         held_leases: _abc.Iterable[Global___HeldLease] | None = ...,
         n_prefetch: _builtins.int = ...,
+        takes_assignment_batches: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["held_leases", b"held_leases", "n_prefetch", b"n_prefetch", "n_slots", b"n_slots", "version", b"version", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["held_leases", b"held_leases", "n_prefetch", b"n_prefetch", "n_slots", b"n_slots", "takes_assignment_batches", b"takes_assignment_batches", "version", b"version", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -185,6 +191,7 @@ class ConnectResponse(_message.Message):
     ASSIGNMENT_FIELD_NUMBER: _builtins.int
     CANCEL_FIELD_NUMBER: _builtins.int
     DRAIN_FIELD_NUMBER: _builtins.int
+    ASSIGNMENTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def welcome(self) -> Global___SchedulerWelcome: ...
     @_builtins.property
@@ -193,6 +200,10 @@ class ConnectResponse(_message.Message):
     def cancel(self) -> Global___CancelAttempt: ...
     @_builtins.property
     def drain(self) -> Global___DrainWorker: ...
+    @_builtins.property
+    def assignments(self) -> Global___AssignmentBatch:
+        """Assignments made together (one claim), to workers that take them so."""
+
     def __init__(
         self,
         *,
@@ -200,12 +211,13 @@ class ConnectResponse(_message.Message):
         assignment: Global___Assignment | None = ...,
         cancel: Global___CancelAttempt | None = ...,
         drain: Global___DrainWorker | None = ...,
+        assignments: Global___AssignmentBatch | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["assignment", b"assignment", "cancel", b"cancel", "drain", b"drain", "message", b"message", "welcome", b"welcome"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["assignment", b"assignment", "assignments", b"assignments", "cancel", b"cancel", "drain", b"drain", "message", b"message", "welcome", b"welcome"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignment", b"assignment", "cancel", b"cancel", "drain", b"drain", "message", b"message", "welcome", b"welcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignment", b"assignment", "assignments", b"assignments", "cancel", b"cancel", "drain", b"drain", "message", b"message", "welcome", b"welcome"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["welcome", "assignment", "cancel", "drain"]  # noqa: Y015
+    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["welcome", "assignment", "cancel", "drain", "assignments"]  # noqa: Y015
     _WhichOneofArgType_message: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_message) -> _WhichOneofReturnType_message | None: ...
 
@@ -271,6 +283,28 @@ class Assignment(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Assignment: _TypeAlias = Assignment  # noqa: Y015
+
+@_typing.final
+class AssignmentBatch(_message.Message):
+    """Several assignments, in the order they were made."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ASSIGNMENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def assignments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Assignment]: ...
+    def __init__(
+        self,
+        *,
+        assignments: _abc.Iterable[Global___Assignment] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignments", b"assignments"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AssignmentBatch: _TypeAlias = AssignmentBatch  # noqa: Y015
 
 @_typing.final
 class CancelAttempt(_message.Message):

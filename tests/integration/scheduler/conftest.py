@@ -32,8 +32,12 @@ async def connect_worker(scheduler: Scheduler) -> AsyncIterator[WorkerFactory]:
         n_slots: int = 4,
         held: Sequence[pb.HeldLease] = (),
         n_prefetch: int = 0,
+        *,
+        takes_batches: bool = False,
     ) -> FakeWorker:
-        worker = FakeWorker(scheduler.port, worker_id, n_slots, n_prefetch)
+        worker = FakeWorker(
+            scheduler.port, worker_id, n_slots, n_prefetch, takes_batches=takes_batches
+        )
         await worker.connect(held)
         workers.append(worker)
         return worker

@@ -118,11 +118,18 @@ class FakeWorker:
     """One Connect stream whose heartbeats each test writes by hand."""
 
     def __init__(
-        self, port: int, worker_id: str, n_slots: int, n_prefetch: int = 0
+        self,
+        port: int,
+        worker_id: str,
+        n_slots: int,
+        n_prefetch: int = 0,
+        *,
+        takes_batches: bool = False,
     ) -> None:
         self.worker_id = worker_id
         self.n_slots = n_slots
         self.n_prefetch = n_prefetch
+        self.takes_batches = takes_batches
         self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
         self.stub = scheduler_service_pb2_grpc.SchedulerServiceStub(self.channel)
         self.welcome: pb.SchedulerWelcome | None = None
@@ -137,6 +144,7 @@ class FakeWorker:
             worker_id=self.worker_id,
             n_slots=self.n_slots,
             n_prefetch=self.n_prefetch,
+            takes_assignment_batches=self.takes_batches,
             version="test",
             held_leases=list(held),
         )
@@ -242,6 +250,6 @@ def held_of(
     ]
 
 
-# connect_worker(worker_id="w1", n_slots=4, held=(), n_prefetch=0)
-#     -> a connected FakeWorker
+# connect_worker(worker_id="w1", n_slots=4, held=(), n_prefetch=0,
+#                takes_batches=False) -> a connected FakeWorker
 WorkerFactory = Callable[..., Awaitable[FakeWorker]]

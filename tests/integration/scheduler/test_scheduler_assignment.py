@@ -192,3 +192,20 @@ async def test_hello_with_negative_prefetch_is_invalid(scheduler: Scheduler) -> 
 
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "n_prefetch" in (caught.value.details() or "")
+
+
+async def test_one_claims_assignments_reach_a_batch_taking_worker_in_one_message(
+    store: JobStore, connect_worker: WorkerFactory
+) -> None:
+    job_ids = await submit(store, 3)
+    worker = await connect_worker(n_slots=3, takes_batches=True)
+
+    await worker.heartbeat(n_free_slots=3)
+    message = await worker.receive()
+
+    assert message.WhichOneof("message") == "assignments"
+    batch = list(message.assignments.assignments)
+    assert [a.job_id for a in batch] == job_ids
+    assert all(a.spec.instrument == "SYN-X" for a in batch)
+    await worker.heartbeat(n_free_slots=0, held=held_of(batch))
+    await worker.assert_quiet(3 * HEARTBEAT_SECONDS)
