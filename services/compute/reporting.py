@@ -251,7 +251,7 @@ class Reporter:
         request.worker_id = self._worker_id
         if isinstance(report, Succeeded):
             try:
-                result = result_to_proto(report.result, trade_columns=True)
+                result = result_to_proto(report.result, columns=True)
             except (KeyError, TypeError, ValueError, OverflowError):
                 logger.error(
                     "backtest result could not be encoded",
@@ -278,7 +278,7 @@ def _wire_bytes(report: Report) -> int:
         fills = result.account_fills
         n_fills = 0 if fills is None else len(fills.at)
         n_points = len(result.equity_curve.at)
-        return 4096 + 56 * len(result.trades.entry_at) + 24 * (n_fills + n_points)
+        return 4096 + 56 * len(result.trades.entry_at) + 24 * n_fills + 16 * n_points
     if isinstance(report, Failed):
         return 64 + len(report.message.encode())
     return 64

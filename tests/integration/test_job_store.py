@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from backcast.engine.results import TRADE_RECORD_BYTES, TradeTable
+from backcast.engine.results import TRADE_RECORD_BYTES, EquityCurve, TradeTable
 from backcast.errors import (
     DatabaseUnavailable,
     JobAlreadyFinished,
@@ -38,6 +38,7 @@ SPEC: dict[str, Any] = {
     "interval": "1h",
     "strategy": {"name": "sma_cross", "params": {"fast": 10, "slow": 30}},
 }
+ONE_POINT = EquityCurve(np.array([1_704_067_200]), np.array([10_000.0])).to_bytes()
 
 
 def trade_records(n: int) -> bytes:
@@ -51,7 +52,7 @@ def result_of(total_return: float, n_trades: int = 1) -> StoredResult:
     return StoredResult(
         metrics={"total_return": total_return, "n_trades": n_trades},
         trade_records=trade_records(n_trades),
-        equity_curve=[["2024-01-01T00:00:00+00:00", 10000.0]],
+        equity_points=ONE_POINT,
     )
 
 
@@ -61,7 +62,7 @@ def whole(result: StoredResult) -> ResultPage:
         metrics=result.metrics,
         trade_records=result.trade_records,
         total_trades=len(result.trade_records) // TRADE_RECORD_BYTES,
-        equity_curve=result.equity_curve,
+        equity_points=result.equity_points,
     )
 
 
@@ -279,7 +280,7 @@ async def test_get_result_reads_one_page_of_the_trades(store: JobStore) -> None:
     assert last.trade_records == records[20 * TRADE_RECORD_BYTES :]
     assert beyond.trade_records == b""
     assert middle.metrics == stored.metrics
-    assert middle.equity_curve == stored.equity_curve
+    assert middle.equity_points == stored.equity_points
 
 
 async def test_result_of_an_unfinished_job_is_not_ready(store: JobStore) -> None:

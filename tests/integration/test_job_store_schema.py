@@ -14,7 +14,7 @@ from sqlalchemy.pool import NullPool
 
 from backcast.db import alembic_config, migrate, sqlalchemy_url
 from backcast.db.models import Base
-from backcast.engine.results import TradeTable
+from backcast.engine.results import EquityCurve, TradeTable
 
 
 def test_models_match_the_migrated_schema(database_url: str) -> None:
@@ -130,3 +130,44 @@ def test_trades_stored_as_json_become_records_and_back(database_url: str) -> Non
         row = conn.execute("SELECT trades FROM results").fetchone()
     _migrate_to(database_url, "head")
     assert row == (_OLD_TRADES,)
+
+
+_OLD_CURVE = [
+    ["2024-01-01T01:00:00+00:00", 10_000.0],
+    ["2024-01-31T00:00:00+00:00", 10_512.25],
+]
+
+
+def test_equity_curves_stored_as_json_become_points_and_back(
+    database_url: str,
+) -> None:
+    _migrate_to(database_url, "0006", down=True)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        inserted = conn.execute(
+            "INSERT INTO jobs (owner, spec, priority, max_attempts, state) "
+            "VALUES ('alice', '{}', 0, 1, 'succeeded') RETURNING id"
+        ).fetchone()
+        assert inserted is not None
+        job_id = inserted[0]
+        conn.execute(
+            "INSERT INTO results (job_id, metrics, trade_records, equity_curve) "
+            "VALUES (%s, '{}', '', %s)",
+            (job_id, Jsonb(_OLD_CURVE)),
+        )
+
+    _migrate_to(database_url, "head")
+
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT equity_points FROM results WHERE job_id = %s", (job_id,)
+        ).fetchone()
+    assert row is not None
+    assert EquityCurve.from_bytes(row[0]) == EquityCurve.from_pairs(_OLD_CURVE)
+
+    _migrate_to(database_url, "0006", down=True)
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT equity_curve FROM results WHERE job_id = %s", (job_id,)
+        ).fetchone()
+    _migrate_to(database_url, "head")
+    assert row == (_OLD_CURVE,)

@@ -6,9 +6,11 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import psycopg
 import pytest
 
+from backcast.engine.results import EquityCurve
 from backcast.errors import LeaseLost
 from backcast.jobqueue import HeldLease, JobState, Lease, statements
 from backcast.jobqueue.jobs import StoredResult
@@ -17,13 +19,14 @@ from backcast.jobqueue.store import JobStore
 Connection = psycopg.AsyncConnection[tuple[Any, ...]]
 
 SPEC: dict[str, Any] = {"instrument": "SYN-ETH", "strategy": {"name": "buy_and_hold"}}
+ONE_POINT = EquityCurve(np.array([1_704_067_200]), np.array([10_000.0])).to_bytes()
 
 
 def result_of(total_return: float) -> StoredResult:
     return StoredResult(
         metrics={"total_return": total_return},
         trade_records=b"",
-        equity_curve=[["2024-01-01T00:00:00+00:00", 10000.0]],
+        equity_points=ONE_POINT,
     )
 
 

@@ -122,7 +122,8 @@ class ResultRow(Base):
     # Closed trades as 56-byte records, `TradeTable.to_bytes` (STORAGE
     # EXTERNAL: uncompressed, so a page of them is read alone).
     trade_records: Mapped[bytes] = mapped_column(LargeBinary)
-    equity_curve: Mapped[list[Any]] = mapped_column(JSONB)
+    # The downsampled equity curve as 16-byte points, `EquityCurve.to_bytes`.
+    equity_points: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )

@@ -3,9 +3,10 @@
 Trades and equity points stay numpy columns (`TradeTable`, `EquityCurve`):
 a backtest with thousands of trades would otherwise spend most of its time
 building records. Both read as sequences of `Trade` and `EquityPoint`,
-made on demand. The store keeps a result as JSON (`to_dict`/`from_dict`)
-and the services translate it to `backcast.v1.BacktestResult`. Times are
-whole UTC seconds, money in the quote currency, returns as fractions.
+made on demand. The store keeps metrics as JSON and trades and equity as
+fixed-size binary records (`to_bytes`/`from_bytes`); the services translate
+a result to `backcast.v1.BacktestResult`. Times are whole UTC seconds,
+money in the quote currency, returns as fractions.
 
 The full equity curve is not kept: `AccountFills` holds the account after
 every fill, and `full_equity_curve` rebuilds equity at every close from it
@@ -309,6 +310,12 @@ class TradeTable(Sequence[Trade]):
     __hash__ = None  # type: ignore[assignment]
 
 
+# The byte layout of `EquityCurve.to_bytes`: per point, the close time in
+# epoch seconds and the equity, little-endian.
+EQUITY_POINT_DTYPE = np.dtype([("at", "<i8"), ("equity", "<f8")])
+EQUITY_POINT_BYTES = EQUITY_POINT_DTYPE.itemsize
+
+
 @dataclass(frozen=True)
 class EquityPoint:
     at: datetime
@@ -337,6 +344,24 @@ class EquityCurve(Sequence[EquityPoint]):
             np.asarray(_parse_times([at for at, _ in pairs]), dtype=np.int64),
             np.asarray([equity for _, equity in pairs], dtype=np.float64),
         )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> EquityCurve:
+        """A curve from `to_bytes` form, or ValueError if `data` is not one."""
+        if len(data) % EQUITY_POINT_BYTES:
+            raise ValueError(
+                f"{len(data)} bytes are not whole points of {EQUITY_POINT_BYTES} bytes"
+            )
+        points = np.frombuffer(data, EQUITY_POINT_DTYPE)
+        # astype copies into native order, so the columns own their memory.
+        return cls(points["at"].astype(np.int64), points["equity"].astype(np.float64))
+
+    def to_bytes(self) -> bytes:
+        """One 16-byte record per point (`EQUITY_POINT_DTYPE`)."""
+        points = np.empty(len(self), EQUITY_POINT_DTYPE)
+        points["at"] = self.at
+        points["equity"] = self.equity
+        return points.tobytes()
 
     def to_pairs(self) -> list[list[Any]]:
         """[ISO 8601 time, equity] per point."""

@@ -143,15 +143,15 @@ class ReapedJob:
 class StoredResult:
     """A succeeded attempt's result in the forms the results table keeps.
 
-    `metrics` and `equity_curve` are JSON (`Metrics.to_dict`,
-    `EquityCurve.to_pairs`); the closed trades are fixed-size records in
-    time order (`TradeTable.to_bytes`), so a page of them is one slice of
-    the bytes; the account fills are `AccountFills.to_bytes`.
+    `metrics` is JSON (`Metrics.to_dict`); the closed trades are fixed-size
+    records in time order (`TradeTable.to_bytes`), so a page of them is one
+    slice of the bytes; the equity curve is `EquityCurve.to_bytes` and the
+    account fills are `AccountFills.to_bytes`.
     """
 
     metrics: dict[str, Any]
     trade_records: bytes
-    equity_curve: list[list[Any]]
+    equity_points: bytes
     account_fills: bytes | None = None
     data_version: str | None = None
 
@@ -164,4 +164,4 @@ class ResultPage:
     # Records of trades first_trade .. first_trade + n, in time order.
     trade_records: bytes
     total_trades: int
-    equity_curve: list[list[Any]]
+    equity_points: bytes

@@ -17,7 +17,7 @@ def stored_result(result: BacktestResult) -> StoredResult:
     return StoredResult(
         metrics=result.metrics.to_dict(),
         trade_records=result.trades.to_bytes(),
-        equity_curve=result.equity_curve.to_pairs(),
+        equity_points=result.equity_curve.to_bytes(),
         account_fills=None if fills is None else fills.to_bytes(),
         data_version=result.data_version,
     )
@@ -31,5 +31,5 @@ def result_of_page(page: ResultPage) -> BacktestResult:
     return BacktestResult(
         metrics=Metrics.from_dict(page.metrics),
         trades=TradeTable.from_bytes(page.trade_records),
-        equity_curve=EquityCurve.from_pairs(page.equity_curve),
+        equity_curve=EquityCurve.from_bytes(page.equity_points),
     )

@@ -96,7 +96,7 @@ WHERE j.id = %(job_id)s AND j.owner = %(owner)s
 # stored uncompressed (STORAGE EXTERNAL) so that PostgreSQL reads only the
 # chunks that hold the slice.
 GET_JOB_WITH_RESULT_PAGE = f"""
-SELECT {JOB_COLUMNS}, r.equity_curve,
+SELECT {JOB_COLUMNS}, r.equity_points,
        octet_length(r.trade_records) / %(record_bytes)s::int AS total_trades,
        substring(r.trade_records
                  FROM %(first_trade)s::int * %(record_bytes)s::int + 1
@@ -287,10 +287,10 @@ WITH finished AS (
 ),
 stored AS (
     INSERT INTO results (
-        job_id, metrics, trade_records, equity_curve, account_fills,
+        job_id, metrics, trade_records, equity_points, account_fills,
         data_version
     )
-    SELECT id, %(metrics)s, %(trade_records)s, %(equity_curve)s,
+    SELECT id, %(metrics)s, %(trade_records)s, %(equity_points)s,
            %(account_fills)s, %(data_version)s
     FROM finished
     WHERE state = 'succeeded'
@@ -309,7 +309,7 @@ SELECT state FROM finished
 
 # COMPLETE_JOB for many reports at once: one statement and one commit for
 # a worker's whole batch. `reported` pairs each report's columns by
-# position; JSON travels as one array each (see SUBMIT_JOBS), and the bytea
+# position; the metrics travel as one JSON array (see SUBMIT_JOBS), the bytea
 # arrays in binary (`%b`): as text, every byte of a year's trades went out
 # as two hex digits, 11 ms a result between the scheduler and PostgreSQL.
 # Job ids must differ within a batch. Reports whose fenced write matched
@@ -317,17 +317,16 @@ SELECT state FROM finished
 # lost leases.
 COMPLETE_JOBS = """
 WITH reported AS (
-    SELECT t.job_id, t.fencing_token, t.trade_records, t.account_fills,
-           t.data_version, m.metrics, e.equity_curve
+    SELECT t.job_id, t.fencing_token, t.trade_records, t.equity_points,
+           t.account_fills, t.data_version, m.metrics
     FROM unnest(%(job_ids)s::bigint[], %(fencing_tokens)s::bigint[],
-                %(trade_records)b::bytea[], %(account_fills)b::bytea[],
-                %(data_versions)s::text[])
+                %(trade_records)b::bytea[], %(equity_points)b::bytea[],
+                %(account_fills)b::bytea[], %(data_versions)s::text[])
          WITH ORDINALITY AS t(job_id, fencing_token, trade_records,
-                              account_fills, data_version, position)
+                              equity_points, account_fills, data_version,
+                              position)
     JOIN jsonb_array_elements(%(metrics)s::jsonb)
          WITH ORDINALITY AS m(metrics, position) USING (position)
-    JOIN jsonb_array_elements(%(equity_curves)s::jsonb)
-         WITH ORDINALITY AS e(equity_curve, position) USING (position)
 ),
 finished AS (
     UPDATE jobs AS j SET
@@ -348,10 +347,10 @@ finished AS (
 ),
 stored AS (
     INSERT INTO results (
-        job_id, metrics, trade_records, equity_curve, account_fills,
+        job_id, metrics, trade_records, equity_points, account_fills,
         data_version
     )
-    SELECT f.id, r.metrics, r.trade_records, r.equity_curve, r.account_fills,
+    SELECT f.id, r.metrics, r.trade_records, r.equity_points, r.account_fills,
            r.data_version
     FROM finished AS f
     JOIN reported AS r ON r.job_id = f.id

@@ -284,7 +284,7 @@ class JobStore:
             metrics=row["summary"],
             trade_records=row["trade_records"],
             total_trades=row["total_trades"],
-            equity_curve=row["equity_curve"],
+            equity_points=row["equity_points"],
         )
         return job, page
 
@@ -428,7 +428,7 @@ class JobStore:
             "fencing_token": fencing_token,
             "metrics": Jsonb(result.metrics),
             "trade_records": result.trade_records,
-            "equity_curve": Jsonb(result.equity_curve),
+            "equity_points": result.equity_points,
             "account_fills": result.account_fills,
             "data_version": result.data_version,
         }
@@ -458,7 +458,7 @@ class JobStore:
             "account_fills": [result.account_fills for _, _, result in reports],
             "data_versions": [result.data_version for _, _, result in reports],
             "metrics": Jsonb([result.metrics for _, _, result in reports]),
-            "equity_curves": Jsonb([result.equity_curve for _, _, result in reports]),
+            "equity_points": [result.equity_points for _, _, result in reports],
         }
         rows = await self._fetch_all(statements.COMPLETE_JOBS, params, prepare=True)
         states: dict[int, JobState | LeaseLost] = {

@@ -377,23 +377,25 @@ def _finite(value: float | int) -> float | int:
 
 
 def result_to_proto(
-    result: BacktestResult, *, trade_columns: bool = False
+    result: BacktestResult, *, columns: bool = False
 ) -> result_pb2.BacktestResult:
-    """`result` as a message; its trades as `trade_columns` when asked (a
-    worker's report), else as `trades` (what clients read)."""
+    """`result` as a message; its trades and equity curve as
+    `trade_columns` and `equity_columns` when asked (a worker's report),
+    else as `trades` and `equity_curve` (what clients read)."""
     message = result_pb2.BacktestResult(
         metrics=metrics_to_proto(result.metrics),
         metric_definitions=dict(result.metric_definitions),
     )
-    if trade_columns:
+    curve = result.equity_curve
+    if columns:
         _set_trade_columns(message.trade_columns, result.trades)
+        message.equity_columns.times.extend(curve.at.tolist())
+        message.equity_columns.equity.extend(curve.equity.tolist())
     else:
         _add_trades(message.trades, result.trades)
-
-    curve = result.equity_curve
-    add_point = message.equity_curve.add
-    for at, equity in zip(curve.at.tolist(), curve.equity.tolist(), strict=True):
-        add_point(equity=equity).time.seconds = at
+        add_point = message.equity_curve.add
+        for at, equity in zip(curve.at.tolist(), curve.equity.tolist(), strict=True):
+            add_point(equity=equity).time.seconds = at
 
     fills = result.account_fills
     if fills is not None:
@@ -448,6 +450,10 @@ def _set_trade_columns(columns: result_pb2.TradeColumns, trades: TradeTable) -> 
 
 
 _TRADE_VALUES = ("entry_price", "exit_price", "units", "pnl", "return_fraction")
+# Field names read once: walking a descriptor costs more than the small
+# result it describes.
+_METRIC_FIELDS = tuple(field.name for field in result_pb2.Metrics.DESCRIPTOR.fields)
+_TRADE_COLUMNS = tuple(result_pb2.TradeColumns.DESCRIPTOR.fields_by_name)
 
 
 def trade_to_proto(trade: Trade) -> result_pb2.Trade:
@@ -465,19 +471,16 @@ def trade_to_proto(trade: Trade) -> result_pb2.Trade:
 def result_from_proto(message: result_pb2.BacktestResult) -> BacktestResult:
     """The domain result of `message`; times keep their whole seconds.
 
-    A message without metric definitions gets the current ones; trades come
-    from `trade_columns` when set, else from `trades`.
+    A message without metric definitions gets the current ones; trades and
+    the equity curve come from `trade_columns` and `equity_columns` when
+    set, else from `trades` and `equity_curve`.
 
     Raises:
-        InvalidArgument: the trade or fill columns differ in length, or fill
-            times do not ascend.
+        InvalidArgument: the trade, equity or fill columns differ in length,
+            or fill times do not ascend.
     """
-    metrics = Metrics(
-        **{
-            field.name: getattr(message.metrics, field.name)
-            for field in result_pb2.Metrics.DESCRIPTOR.fields
-        }
-    )
+    sent = message.metrics
+    metrics = Metrics(**{name: getattr(sent, name) for name in _METRIC_FIELDS})
     if message.HasField("trade_columns"):
         table = _trades_from_columns(message.trade_columns)
     else:
@@ -490,11 +493,14 @@ def result_from_proto(message: result_pb2.BacktestResult) -> BacktestResult:
                 for name in _TRADE_VALUES
             ),
         )
-    points = message.equity_curve
-    curve = EquityCurve(
-        np.array([p.time.seconds for p in points], dtype=np.int64),
-        np.array([p.equity for p in points], dtype=np.float64),
-    )
+    if message.HasField("equity_columns"):
+        curve = _equity_from_columns(message.equity_columns)
+    else:
+        points = message.equity_curve
+        curve = EquityCurve(
+            np.array([p.time.seconds for p in points], dtype=np.int64),
+            np.array([p.equity for p in points], dtype=np.float64),
+        )
     definitions = dict(message.metric_definitions) or METRIC_DEFINITIONS
     return BacktestResult(
         metrics,
@@ -512,10 +518,7 @@ def _trades_from_columns(columns: result_pb2.TradeColumns) -> TradeTable:
     Raises:
         InvalidArgument: the columns differ in length.
     """
-    lengths = {
-        name: len(getattr(columns, name))
-        for name in result_pb2.TradeColumns.DESCRIPTOR.fields_by_name
-    }
+    lengths = {name: len(getattr(columns, name)) for name in _TRADE_COLUMNS}
     if len(set(lengths.values())) > 1:
         counts = ", ".join(f"{n} {name}" for name, n in lengths.items())
         raise InvalidArgument.of(
@@ -530,6 +533,25 @@ def _trades_from_columns(columns: result_pb2.TradeColumns) -> TradeTable:
         np.array(columns.pnls, dtype=np.float64),
         np.array(columns.return_fractions, dtype=np.float64),
     )
+
+
+def _equity_from_columns(columns: result_pb2.EquityColumns) -> EquityCurve:
+    """The curve of `columns`.
+
+    Raises:
+        InvalidArgument: the columns differ in length.
+    """
+    curve = EquityCurve(
+        np.array(columns.times, dtype=np.int64),
+        np.array(columns.equity, dtype=np.float64),
+    )
+    if len(curve.at) != len(curve.equity):
+        raise InvalidArgument.of(
+            "result.equity_columns",
+            f"{len(curve.at)} times and {len(curve.equity)} equity values; "
+            "every point needs one of each",
+        )
+    return curve
 
 
 def _account_fills_from_proto(

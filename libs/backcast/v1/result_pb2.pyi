@@ -238,6 +238,7 @@ class BacktestResult(_message.Message):
     ACCOUNT_FILLS_FIELD_NUMBER: _builtins.int
     DATA_VERSION_FIELD_NUMBER: _builtins.int
     TRADE_COLUMNS_FIELD_NUMBER: _builtins.int
+    EQUITY_COLUMNS_FIELD_NUMBER: _builtins.int
     data_version: _builtins.str
     """Version of the candles the backtest ran on: "synthetic:N" for SYN-*
     instruments, "import:V" for stored ones, where V changes with every
@@ -252,7 +253,8 @@ class BacktestResult(_message.Message):
     @_builtins.property
     def equity_curve(self) -> _containers.RepeatedCompositeFieldContainer[Global___EquityPoint]:
         """Equity curve downsampled to at most 2,000 points, keeping each bucket's
-        lowest and highest value so drawdowns stay visible.
+        lowest and highest value so drawdowns stay visible. Workers send it as
+        `equity_columns` instead.
         """
 
     @_builtins.property
@@ -274,6 +276,13 @@ class BacktestResult(_message.Message):
         in GetResultResponse, which pages `trades`.
         """
 
+    @_builtins.property
+    def equity_columns(self) -> Global___EquityColumns:
+        """The equity curve column by column, in place of `equity_curve`: sent by
+        workers in CompleteAttempt, where it travels as two packed arrays
+        instead of a message per point. Not set in GetResultResponse.
+        """
+
     def __init__(
         self,
         *,
@@ -284,10 +293,11 @@ class BacktestResult(_message.Message):
         account_fills: Global___AccountFills | None = ...,
         data_version: _builtins.str = ...,
         trade_columns: Global___TradeColumns | None = ...,
+        equity_columns: Global___EquityColumns | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["account_fills", b"account_fills", "metrics", b"metrics", "trade_columns", b"trade_columns"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["account_fills", b"account_fills", "equity_columns", b"equity_columns", "metrics", b"metrics", "trade_columns", b"trade_columns"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_fills", b"account_fills", "data_version", b"data_version", "equity_curve", b"equity_curve", "metric_definitions", b"metric_definitions", "metrics", b"metrics", "trade_columns", b"trade_columns", "trades", b"trades"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_fills", b"account_fills", "data_version", b"data_version", "equity_columns", b"equity_columns", "equity_curve", b"equity_curve", "metric_definitions", b"metric_definitions", "metrics", b"metrics", "trade_columns", b"trade_columns", "trades", b"trades"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -344,6 +354,36 @@ class TradeColumns(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TradeColumns: _TypeAlias = TradeColumns  # noqa: Y015
+
+@_typing.final
+class EquityColumns(_message.Message):
+    """The points of an equity curve, one entry per point in each column (equal
+    lengths), in time order; fields as in EquityPoint.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TIMES_FIELD_NUMBER: _builtins.int
+    EQUITY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def times(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Candle close times, epoch seconds."""
+
+    @_builtins.property
+    def equity(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
+    def __init__(
+        self,
+        *,
+        times: _abc.Iterable[_builtins.int] | None = ...,
+        equity: _abc.Iterable[_builtins.float] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["equity", b"equity", "times", b"times"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EquityColumns: _TypeAlias = EquityColumns  # noqa: Y015
 
 @_typing.final
 class AccountFills(_message.Message):

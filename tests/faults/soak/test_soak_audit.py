@@ -58,8 +58,8 @@ def add_job(
         )
     if result:
         conn.execute(
-            "INSERT INTO results (job_id, metrics, trade_records, equity_curve)"
-            " VALUES (%s, '{}', '', '[]')",
+            "INSERT INTO results (job_id, metrics, trade_records, equity_points)"
+            " VALUES (%s, '{}', '', '')",
             (row[0],),
         )
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from backcast.engine.results import (
+    EQUITY_POINT_BYTES,
     METRIC_DEFINITIONS,
     TRADE_RECORD_BYTES,
     BacktestResult,
@@ -154,6 +155,27 @@ def test_trade_records_round_trip_and_a_byte_slice_is_a_trade_slice() -> None:
 def test_trade_records_of_a_partial_trade_are_refused() -> None:
     with pytest.raises(ValueError, match="not whole trades of 56 bytes"):
         TradeTable.from_bytes(sample_trades().to_bytes()[:-1])
+
+
+def test_equity_points_round_trip_as_little_endian_records() -> None:
+    curve = EquityCurve(
+        at=MONDAY_SECONDS + np.array([60, 120, 180], dtype=np.int64),
+        equity=np.array([100.0, 99.25, 101.5]),
+    )
+
+    data = curve.to_bytes()
+
+    assert len(data) == 3 * EQUITY_POINT_BYTES == 3 * 16
+    assert EquityCurve.from_bytes(data) == curve
+    assert int.from_bytes(data[:8], "little") == MONDAY_SECONDS + 60
+    assert len(EquityCurve.from_bytes(b"")) == 0
+
+
+def test_equity_points_of_a_partial_point_are_refused() -> None:
+    curve = EquityCurve(np.array([MONDAY_SECONDS]), np.array([100.0]))
+
+    with pytest.raises(ValueError, match="not whole points of 16 bytes"):
+        EquityCurve.from_bytes(curve.to_bytes()[:-1])
 
 
 def test_trade_table_reads_as_a_sequence_of_trades() -> None:

@@ -77,18 +77,28 @@ def test_result_survives_a_proto_round_trip() -> None:
     assert dict(message.metric_definitions) == dict(METRIC_DEFINITIONS)
 
 
-def test_trades_sent_as_columns_survive_a_proto_round_trip() -> None:
+def test_trades_and_equity_sent_as_columns_survive_a_proto_round_trip() -> None:
     result = sample_result()
 
-    message = result_to_proto(result, trade_columns=True)
+    message = result_to_proto(result, columns=True)
 
     assert len(message.trades) == 0
+    assert len(message.equity_curve) == 0
     assert list(message.trade_columns.units) == [9.0, -8.0]
+    assert list(message.equity_columns.times) == result.equity_curve.at.tolist()
     assert result_from_proto(message) == result
 
 
+def test_equity_columns_of_different_lengths_are_refused() -> None:
+    message = result_to_proto(sample_result(), columns=True)
+    message.equity_columns.equity.append(1.0)
+
+    with pytest.raises(InvalidArgument, match="equity values; every point needs"):
+        result_from_proto(message)
+
+
 def test_trade_columns_of_different_lengths_are_refused() -> None:
-    message = result_to_proto(sample_result(), trade_columns=True)
+    message = result_to_proto(sample_result(), columns=True)
     message.trade_columns.pnls.append(1.0)
 
     with pytest.raises(InvalidArgument, match="3 pnls.*every trade needs one"):
