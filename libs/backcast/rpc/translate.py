@@ -377,15 +377,22 @@ def _finite(value: float | int) -> float | int:
 
 
 def result_to_proto(
-    result: BacktestResult, *, columns: bool = False
+    result: BacktestResult,
+    *,
+    columns: bool = False,
+    into: result_pb2.BacktestResult | None = None,
 ) -> result_pb2.BacktestResult:
     """`result` as a message; its trades and equity curve as
     `trade_columns` and `equity_columns` when asked (a worker's report),
-    else as `trades` and `equity_curve` (what clients read)."""
-    message = result_pb2.BacktestResult(
-        metrics=metrics_to_proto(result.metrics),
-        metric_definitions=dict(result.metric_definitions),
-    )
+    else as `trades` and `equity_curve` (what clients read).
+
+    With `into`, an empty message (a field of a request being built), the
+    result is written there and `into` returned: copying a year's result
+    into its request afterwards costs a third of encoding it.
+    """
+    message = result_pb2.BacktestResult() if into is None else into
+    message.metrics.CopyFrom(metrics_to_proto(result.metrics))
+    message.metric_definitions.update(result.metric_definitions)
     curve = result.equity_curve
     if columns:
         _set_trade_columns(message.trade_columns, result.trades)

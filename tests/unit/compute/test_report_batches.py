@@ -4,8 +4,10 @@ together in the next call, and each learns its own verdict."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import fields
 
 import grpc
+import numpy as np
 
 from backcast.compute.reporting import (
     CALLS_IN_FLIGHT,
@@ -13,7 +15,8 @@ from backcast.compute.reporting import (
     Delivery,
     Reporter,
 )
-from backcast.compute.slots import Failed
+from backcast.compute.slots import Failed, Succeeded
+from backcast.engine.results import BacktestResult, EquityCurve, Metrics, TradeTable
 from backcast.v1 import scheduler_service_pb2 as pb
 
 
@@ -29,6 +32,7 @@ class ScriptedScheduler:
 
     def __init__(self, *, batches_known: bool = True) -> None:
         self.batches: list[list[int]] = []
+        self.requests: list[pb.CompleteAttemptsRequest] = []
         self.singles: list[int] = []
         self.lost: set[int] = set()
         self.failures: list[grpc.StatusCode] = []
@@ -41,6 +45,7 @@ class ScriptedScheduler:
         if not self._batches_known:
             raise rpc_error(grpc.StatusCode.UNIMPLEMENTED)
         self.batches.append([report.job_id for report in request.reports])
+        self.requests.append(request)
         await self.release.wait()
         if self.failures:
             raise rpc_error(self.failures.pop(0))
@@ -127,3 +132,30 @@ async def test_scheduler_without_batches_gets_one_report_per_call() -> None:
 
     assert deliveries == [Delivery.ACCEPTED, Delivery.LEASE_LOST]
     assert scheduler.singles == [1, 2]
+
+
+def result_with_fractional_trade_times() -> BacktestResult:
+    """A result whose metrics encode but whose trade times cannot (int64
+    columns given floats), as a bug in the engine might make one."""
+    one = np.array([1.5])
+    return BacktestResult(
+        metrics=Metrics(**{f.name: 0 for f in fields(Metrics)}),
+        trades=TradeTable(one, one, one, one, one, one, one),
+        equity_curve=EquityCurve(np.array([60]), np.array([100.0])),
+    )
+
+
+async def test_a_result_that_cannot_be_encoded_is_reported_as_a_failure() -> None:
+    scheduler = ScriptedScheduler()
+    scheduler.release.set()
+    reporter = Reporter(scheduler, "w1")  # type: ignore[arg-type]
+
+    report = Succeeded(result_with_fractional_trade_times())
+    delivery = await reporter.report(AttemptRef(1, 1, 1), report)
+
+    assert delivery is Delivery.ACCEPTED
+    (sent,) = scheduler.requests[0].reports
+    assert sent.WhichOneof("outcome") == "failure"
+    assert sent.failure.message == "the backtest result could not be encoded"
+    assert not sent.failure.retryable
+    assert not sent.HasField("result")
