@@ -35,6 +35,10 @@ MAX_WORKER_ID_LENGTH = 200
 MAX_SLOTS = 4096
 MAX_PREFETCH = 4096
 MAX_REPORTS_PER_CALL = 1000
+# A claim can hand a worker thousands of attempts when its prefetch is deep;
+# splitting them keeps each message far below the stream's size limit and
+# lets the worker start the first ones while later ones are still decoding.
+ASSIGNMENTS_PER_MESSAGE = 256
 
 ACCEPTED = pb.ReportReceipt(verdict=pb.REPORT_VERDICT_ACCEPTED)
 LEASE_LOST = pb.ReportReceipt(verdict=pb.REPORT_VERDICT_LEASE_LOST)
@@ -264,12 +268,6 @@ def _held_from_proto(message: pb.HeldLease) -> HeldLease:
         fencing_token=message.fencing_token,
         progress=min(1.0, max(0.0, progress)),
     )
-
-
-# A claim can hand a worker thousands of attempts when its prefetch is deep;
-# splitting them keeps each message far below the stream's size limit and
-# lets the worker start the first ones while later ones are still decoding.
-ASSIGNMENTS_PER_MESSAGE = 256
 
 
 def pushes_to_proto(
