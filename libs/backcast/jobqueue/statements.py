@@ -1,8 +1,8 @@
 """Every SQL statement of the job store, named by the operation it performs.
 
 Values travel only as bind parameters. The state changes send their
-notifications through the `jobs_notify` trigger (see the first migration),
-so no statement here calls pg_notify itself.
+notifications through the `jobs_notify` triggers (see migrations 0001 and
+0008), so no statement here calls pg_notify itself.
 """
 
 from __future__ import annotations

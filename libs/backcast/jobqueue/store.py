@@ -48,7 +48,8 @@ from backcast.telemetry import EVENT, JOB_ID, OWNER, WORKER
 
 logger = logging.getLogger(__name__)
 
-# Sent by the `jobs_notify` trigger; the names are fixed by the migration.
+# Sent by the `jobs_notify` triggers; the names are fixed by the migrations.
+# A job's events start with its first change: nobody can watch it earlier.
 JOB_EVENTS_CHANNEL = "backcast_job_events"  # payload: job id, on any change
 JOBS_QUEUED_CHANNEL = "backcast_jobs_queued"  # empty payload: work to claim
 JOB_CANCELS_CHANNEL = "backcast_job_cancels"  # payload: id of a cancelled job
