@@ -81,6 +81,9 @@ class WorkerSession:
         self._n_free_slots = 0
         # Set while assignments go unacknowledged; see record_heartbeat.
         self._unheard = False
+        # job id -> fencing token of the assignments given up as unheard; one
+        # that a later heartbeat lists arrived late, and the worker hears.
+        self._given_up: dict[int, int] = {}
         # When the LeaseKeeper last renewed this worker's leases; None until
         # the first heartbeat, which always renews.
         self.renewed_at: float | None = None
@@ -119,7 +122,14 @@ class WorkerSession:
                 self._unheard = False
             elif self._n_heartbeats - seen >= 2:
                 del self._pending[job_id]
+                self._given_up[job_id] = token
                 self._unheard = True
+        # Messages held up on the way (a stalled network) arrive late: the
+        # worker hears again, and the leases of what it holds are checked
+        # like any other.
+        if self._lists_any(self._given_up):
+            self._given_up.clear()
+            self._unheard = False
         # Keep only what concerns leases the worker still reports, so these
         # sets stay as small as the worker's slots however long it lives.
         self._finished = {
@@ -131,6 +141,11 @@ class WorkerSession:
 
         pending = [HeldLease(job, token) for job, (token, _) in self._pending.items()]
         return [*heartbeat.held, *pending]
+
+    def _lists_any(self, tokens: dict[int, int]) -> bool:
+        """Whether the last heartbeat holds any of `tokens` (job id -> token)."""
+        reported = self._reported
+        return any(reported.get(job_id) == token for job_id, token in tokens.items())
 
     def capacity(self, stale_after_seconds: float) -> int:
         """How many more attempts the worker can start right now."""
@@ -175,6 +190,7 @@ class WorkerSession:
         lease. The next heartbeat that no longer lists it drops it.
         """
         self._unheard = False
+        self._given_up.clear()
         if self._pending.get(job_id, (None, 0))[0] == fencing_token:
             del self._pending[job_id]
         self._finished.add((job_id, fencing_token))
