@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from session_support import SPEC
 
-from backcast.engine.spec import BacktestSpec, Interval, StrategySpec
 from backcast.jobqueue.jobs import Lease
 from backcast.scheduler.servicer import ASSIGNMENTS_PER_MESSAGE, pushes_to_proto
 from backcast.scheduler.sessions import Assign, Cancel, CancelReason, Push
-
-START = datetime(2024, 1, 1, tzinfo=UTC)
-SPEC = BacktestSpec(
-    strategy=StrategySpec("buy_and_hold", {}),
-    instrument="SYN-X",
-    interval=Interval.ONE_HOUR,
-    start_at=START,
-    end_at=START + timedelta(days=10),
-)
 
 
 def assign(job_id: int) -> Assign:

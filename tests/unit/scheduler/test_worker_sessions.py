@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from session_support import SPEC
 
-from backcast.engine.spec import BacktestSpec, Interval, StrategySpec
 from backcast.jobqueue.jobs import HeldLease, Lease
 from backcast.scheduler.sessions import Heartbeat, WorkerSession
 
-START = datetime(2024, 1, 1, tzinfo=UTC)
-SPEC = BacktestSpec(
-    strategy=StrategySpec("buy_and_hold", {}),
-    instrument="SYN-X",
-    interval=Interval.ONE_HOUR,
-    start_at=START,
-    end_at=START + timedelta(days=10),
-)
 FRESH = 60.0
 
 
