@@ -488,34 +488,38 @@ def result_from_proto(message: result_pb2.BacktestResult) -> BacktestResult:
     """
     sent = message.metrics
     metrics = Metrics(**{name: getattr(sent, name) for name in _METRIC_FIELDS})
-    if message.HasField("trade_columns"):
-        table = _trades_from_columns(message.trade_columns)
-    else:
-        trades = message.trades
-        table = TradeTable(
-            np.array([t.entry_time.seconds for t in trades], dtype=np.int64),
-            np.array([t.exit_time.seconds for t in trades], dtype=np.int64),
-            *(
-                np.array([getattr(t, name) for t in trades], dtype=np.float64)
-                for name in _TRADE_VALUES
-            ),
-        )
-    if message.HasField("equity_columns"):
-        curve = _equity_from_columns(message.equity_columns)
-    else:
-        points = message.equity_curve
-        curve = EquityCurve(
-            np.array([p.time.seconds for p in points], dtype=np.int64),
-            np.array([p.equity for p in points], dtype=np.float64),
-        )
     definitions = dict(message.metric_definitions) or METRIC_DEFINITIONS
     return BacktestResult(
         metrics,
-        table,
-        curve,
+        _trades_from_proto(message),
+        _equity_from_proto(message),
         definitions,
         account_fills=_account_fills_from_proto(message),
         data_version=message.data_version or None,
+    )
+
+
+def _trades_from_proto(message: result_pb2.BacktestResult) -> TradeTable:
+    if message.HasField("trade_columns"):
+        return _trades_from_columns(message.trade_columns)
+    trades = message.trades
+    return TradeTable(
+        np.array([t.entry_time.seconds for t in trades], dtype=np.int64),
+        np.array([t.exit_time.seconds for t in trades], dtype=np.int64),
+        *(
+            np.array([getattr(t, name) for t in trades], dtype=np.float64)
+            for name in _TRADE_VALUES
+        ),
+    )
+
+
+def _equity_from_proto(message: result_pb2.BacktestResult) -> EquityCurve:
+    if message.HasField("equity_columns"):
+        return _equity_from_columns(message.equity_columns)
+    points = message.equity_curve
+    return EquityCurve(
+        np.array([p.time.seconds for p in points], dtype=np.int64),
+        np.array([p.equity for p in points], dtype=np.float64),
     )
 
 

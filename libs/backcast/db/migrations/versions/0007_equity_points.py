@@ -13,7 +13,7 @@ Create Date: 2026-12-04
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,21 +43,13 @@ def upgrade() -> None:
         ),
     )
     op.alter_column("results", "equity_points", server_default=None)
-    bind = op.get_bind()
-    after = 0
-    while rows := bind.execute(
-        sa.text(
-            "SELECT job_id, equity_curve FROM results "
-            "WHERE jsonb_array_length(equity_curve) > 0 AND job_id > :after "
-            "ORDER BY job_id LIMIT :n"
-        ),
-        {"after": after, "n": _BATCH},
-    ).all():
-        bind.execute(
-            sa.text("UPDATE results SET equity_points = :points WHERE job_id = :id"),
-            [{"id": job_id, "points": _points_of(pairs)} for job_id, pairs in rows],
-        )
-        after = rows[-1][0]
+    _rewrite(
+        "SELECT job_id, equity_curve FROM results "
+        "WHERE jsonb_array_length(equity_curve) > 0 AND job_id > :after "
+        "ORDER BY job_id LIMIT :n",
+        "UPDATE results SET equity_points = :value WHERE job_id = :job_id",
+        _points_of,
+    )
     op.drop_column("results", "equity_curve")
 
 
@@ -72,25 +64,27 @@ def downgrade() -> None:
         ),
     )
     op.alter_column("results", "equity_curve", server_default=None)
+    _rewrite(
+        "SELECT job_id, equity_points FROM results "
+        "WHERE octet_length(equity_points) > 0 AND job_id > :after "
+        "ORDER BY job_id LIMIT :n",
+        "UPDATE results SET equity_curve = CAST(:value AS jsonb) "
+        "WHERE job_id = :job_id",
+        _json_of,
+    )
+    op.drop_column("results", "equity_points")
+
+
+def _rewrite(select: str, update: str, convert: Callable[[Any], Any]) -> None:
+    """Fill one column from another, `_BATCH` rows at a time in key order."""
     bind = op.get_bind()
     after = 0
-    while rows := bind.execute(
-        sa.text(
-            "SELECT job_id, equity_points FROM results "
-            "WHERE octet_length(equity_points) > 0 AND job_id > :after "
-            "ORDER BY job_id LIMIT :n"
-        ),
-        {"after": after, "n": _BATCH},
-    ).all():
+    while rows := bind.execute(sa.text(select), {"after": after, "n": _BATCH}).all():
         bind.execute(
-            sa.text(
-                "UPDATE results SET equity_curve = CAST(:pairs AS jsonb) "
-                "WHERE job_id = :id"
-            ),
-            [{"id": job_id, "pairs": _json_of(points)} for job_id, points in rows],
+            sa.text(update),
+            [{"job_id": job_id, "value": convert(value)} for job_id, value in rows],
         )
         after = rows[-1][0]
-    op.drop_column("results", "equity_points")
 
 
 def _points_of(pairs: list[list[Any]]) -> bytes:
