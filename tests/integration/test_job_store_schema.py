@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import psycopg
 import pytest
 from alembic import command
@@ -104,30 +106,39 @@ def _migrate_to(url: str, revision: str, *, down: bool = False) -> None:
         engine.dispose()
 
 
+def _succeeded_job(conn: psycopg.Connection[tuple[Any, ...]]) -> int:
+    inserted = conn.execute(
+        "INSERT INTO jobs (owner, spec, priority, max_attempts, state) "
+        "VALUES ('alice', '{}', 0, 1, 'succeeded') RETURNING id"
+    ).fetchone()
+    assert inserted is not None
+    return int(inserted[0])
+
+
 def test_trades_stored_as_json_become_records_and_back(database_url: str) -> None:
     _migrate_to(database_url, "0005", down=True)
     with psycopg.connect(database_url, autocommit=True) as conn:
-        inserted = conn.execute(
-            "INSERT INTO jobs (owner, spec, priority, max_attempts, state) "
-            "VALUES ('alice', '{}', 0, 1, 'succeeded') RETURNING id"
-        ).fetchone()
-        assert inserted is not None
+        job_id = _succeeded_job(conn)
         conn.execute(
             "INSERT INTO results (job_id, metrics, trades, equity_curve) "
             "VALUES (%s, '{}', %s, '[]')",
-            (inserted[0], Jsonb(_OLD_TRADES)),
+            (job_id, Jsonb(_OLD_TRADES)),
         )
 
     _migrate_to(database_url, "head")
 
     with psycopg.connect(database_url) as conn:
-        row = conn.execute("SELECT trade_records FROM results").fetchone()
+        row = conn.execute(
+            "SELECT trade_records FROM results WHERE job_id = %s", (job_id,)
+        ).fetchone()
     assert row is not None
     assert TradeTable.from_bytes(row[0]) == TradeTable.from_dicts(_OLD_TRADES)
 
     _migrate_to(database_url, "0005", down=True)
     with psycopg.connect(database_url) as conn:
-        row = conn.execute("SELECT trades FROM results").fetchone()
+        row = conn.execute(
+            "SELECT trades FROM results WHERE job_id = %s", (job_id,)
+        ).fetchone()
     _migrate_to(database_url, "head")
     assert row == (_OLD_TRADES,)
 
@@ -143,12 +154,7 @@ def test_equity_curves_stored_as_json_become_points_and_back(
 ) -> None:
     _migrate_to(database_url, "0006", down=True)
     with psycopg.connect(database_url, autocommit=True) as conn:
-        inserted = conn.execute(
-            "INSERT INTO jobs (owner, spec, priority, max_attempts, state) "
-            "VALUES ('alice', '{}', 0, 1, 'succeeded') RETURNING id"
-        ).fetchone()
-        assert inserted is not None
-        job_id = inserted[0]
+        job_id = _succeeded_job(conn)
         conn.execute(
             "INSERT INTO results (job_id, metrics, trade_records, equity_curve) "
             "VALUES (%s, '{}', '', %s)",
